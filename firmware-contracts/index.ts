@@ -1,0 +1,5 @@
+export * from './kinds.ts'
+export * from './reasons.ts'
+export * from './telemetry.ts'
+export * from './topics.ts'
+export * from './validate.ts'

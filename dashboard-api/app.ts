@@ -1,0 +1,93 @@
+import websocket from '@fastify/websocket'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import type { PlatformBus } from '../ingest/events.ts'
+import type { PlatformMetrics } from '../ingest/metrics.ts'
+import type { DeviceRegistry } from '../ingest/registry.ts'
+import type { RejectionLog } from '../ingest/rejections.ts'
+import type { TimeSeriesStore } from '../ingest/store/types.ts'
+import type { DashboardConfig } from './config.ts'
+import { HttpError, tokenMatches } from './errors.ts'
+import { LiveHub } from './live-stream.ts'
+import type { LiveState } from './live-state.ts'
+import devicesRoutes from './routes/devices/index.ts'
+import healthRoutes from './routes/health/index.ts'
+import liveRoutes from './routes/live/index.ts'
+import rejectionsRoutes from './routes/rejections/index.ts'
+import wallRoutes from './routes/wall/index.ts'
+
+export interface DashboardDeps {
+  readonly registry: DeviceRegistry
+  readonly store: TimeSeriesStore
+  readonly live: LiveState
+  readonly rejections: RejectionLog
+  readonly metrics: PlatformMetrics
+  readonly bus: PlatformBus
+  /** Ingest health for /health: readings waiting in the spool and the writer's last error. */
+  readonly ingestStatus: () => { pending: number; lastError?: { message: string; at: number; retryable: boolean } }
+  readonly log: Logger
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: DashboardConfig
+    deps: DashboardDeps
+    hub: LiveHub
+    requireApiToken: (req: FastifyRequest, reply: FastifyReply) => Promise<void>
+  }
+}
+
+/** The whole dashboard API as one Fastify instance, not yet listening (tests use `inject()`). */
+export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    bodyLimit: 64 * 1024,
+    disableRequestLogging: true,
+    // Query strings are parsed flat: no nested objects from `a[b]=c` tricks.
+    routerOptions: { maxParamLength: 200 },
+  })
+  const hub = new LiveHub(deps.live, config.live, deps.log)
+  app.decorate('config', config)
+  app.decorate('deps', deps)
+  app.decorate('hub', hub)
+  app.decorate('requireApiToken', async (req: FastifyRequest) => {
+    const header = req.headers.authorization
+    const given = header?.startsWith('Bearer ') ? header.slice(7) : undefined
+    if (config.apiToken === undefined || !tokenMatches(given, config.apiToken)) throw new HttpError(401, 'unauthorized')
+  })
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+    if (err instanceof HttpError) {
+      return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message } })
+    }
+    const status = err.statusCode ?? 500
+    if (status < 500) {
+      const code =
+        err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError
+          ? 'invalid_json'
+          : status === 413
+            ? 'payload_too_large'
+            : status === 404
+              ? 'not_found'
+              : 'bad_request'
+      return reply.code(status).send({ error: { code, message: err.message } })
+    }
+    // Details of a 5xx stay in the log; the client learns only that it was our fault.
+    req.log.error({ err, url: req.url }, 'request failed')
+    return reply.code(500).send({ error: { code: 'internal', message: 'internal error' } })
+  })
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } })
+  })
+
+  await app.register(websocket, { options: { maxPayload: 4096 } })
+  await app.register(healthRoutes)
+  await app.register(devicesRoutes)
+  await app.register(rejectionsRoutes)
+  await app.register(liveRoutes)
+  await app.register(wallRoutes)
+
+  app.addHook('onReady', async () => hub.start())
+  app.addHook('preClose', async () => hub.stop())
+  return app
+}

@@ -1,0 +1,52 @@
+import { z } from 'zod'
+import { envInt, envPort, parseEnv } from '../firmware-contracts/index.ts'
+
+const token = z.string().trim().min(16, 'expected a token of at least 16 characters')
+
+export const DashboardEnvSchema = z.object({
+  HTTP_HOST: z.string().trim().min(1).default('0.0.0.0'),
+  HTTP_PORT: envPort.default(8080),
+  /** Bearer token for the REST API (installers, analysts). Unset: one is created in DATA_DIR/api-token. */
+  API_TOKEN: token.optional(),
+  /** Read-only token wall displays pass as `?token=`. Unset: the live stream and wall page are open. */
+  DISPLAY_TOKEN: token.optional(),
+  LIVE_INTERVAL_MS: envInt(50, 60_000).default(500),
+  LIVE_MAX_BUFFERED_BYTES: envInt(1024, 64 * 1024 ** 2).default(1024 ** 2),
+  LIVE_SLOW_CLIENT_TIMEOUT_MS: envInt(1000, 600_000).default(30_000),
+  LIVE_HEARTBEAT_MS: envInt(1000, 600_000).default(30_000),
+  /** Comma-separated origins allowed to open the live stream from a browser; unset allows any. */
+  LIVE_ALLOWED_ORIGINS: z.string().trim().optional(),
+})
+
+export interface DashboardConfig {
+  readonly host: string
+  readonly port: number
+  readonly apiToken: string | undefined
+  readonly displayToken: string | undefined
+  readonly allowedOrigins: readonly string[] | undefined
+  readonly live: {
+    readonly intervalMs: number
+    readonly maxBufferedBytes: number
+    readonly slowClientTimeoutMs: number
+    readonly heartbeatMs: number
+  }
+}
+
+export function dashboardConfigFromEnv(env: Readonly<Record<string, string | undefined>>): DashboardConfig {
+  const e = parseEnv('dashboard-api', DashboardEnvSchema, env)
+  return {
+    host: e.HTTP_HOST,
+    port: e.HTTP_PORT,
+    apiToken: e.API_TOKEN,
+    displayToken: e.DISPLAY_TOKEN,
+    allowedOrigins: e.LIVE_ALLOWED_ORIGINS?.split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
+    live: {
+      intervalMs: e.LIVE_INTERVAL_MS,
+      maxBufferedBytes: e.LIVE_MAX_BUFFERED_BYTES,
+      slowClientTimeoutMs: e.LIVE_SLOW_CLIENT_TIMEOUT_MS,
+      heartbeatMs: e.LIVE_HEARTBEAT_MS,
+    },
+  }
+}

@@ -1,0 +1,33 @@
+import { timingSafeEqual } from 'node:crypto'
+
+/** Stable error codes of the REST API; clients key on them. */
+export const API_ERROR_CODES = {
+  bad_request: 'The request is malformed or a parameter is invalid',
+  invalid_json: 'The request body is not valid JSON',
+  unauthorized: 'A valid bearer token is required',
+  forbidden: 'The origin or token may not use this endpoint',
+  not_found: 'No such resource',
+  conflict: 'The resource already exists or is in a conflicting state',
+  payload_too_large: 'The request body is too large',
+  store_unavailable: 'The time-series store did not answer; try again',
+  internal: 'Internal error',
+} as const
+export type ApiErrorCode = keyof typeof API_ERROR_CODES
+
+export class HttpError extends Error {
+  override readonly name = 'HttpError'
+  constructor(
+    readonly statusCode: number,
+    readonly code: ApiErrorCode,
+    message: string = API_ERROR_CODES[code],
+  ) {
+    super(message)
+  }
+}
+
+export function tokenMatches(given: string | undefined, expected: string): boolean {
+  if (given === undefined) return false
+  const a = Buffer.from(given)
+  const b = Buffer.from(expected)
+  return a.length === b.length && timingSafeEqual(a, b)
+}

@@ -1,0 +1,21 @@
+import type { FastifyInstance } from 'fastify'
+
+export default async function healthRoutes(app: FastifyInstance) {
+  app.get('/api/v1/health', async () => {
+    const { store, ingestStatus, registry } = app.deps
+    const ingest = ingestStatus()
+    return {
+      status: ingest.lastError?.retryable ? 'degraded' : 'ok',
+      store: { kind: store.kind, description: store.description },
+      ingest,
+      devices: registry.size,
+      liveClients: app.hub.clientCount,
+    }
+  })
+
+  app.get('/metrics', async (_req, reply) => {
+    const { registry } = app.deps.metrics
+    reply.type(registry.contentType)
+    return registry.metrics()
+  })
+}

@@ -1,0 +1,25 @@
+import type { FastifyInstance } from 'fastify'
+import { HttpError, tokenMatches } from '../../errors.ts'
+import { LIVE_PATH } from '../../protocol.ts'
+
+export default async function liveRoutes(app: FastifyInstance) {
+  const { displayToken, allowedOrigins } = app.config
+  app.get(
+    LIVE_PATH,
+    {
+      websocket: true,
+      // Checked before the upgrade: a refused display gets a plain HTTP error, no socket.
+      preValidation: async (req) => {
+        const origin = req.headers.origin
+        if (origin !== undefined && allowedOrigins !== undefined && !allowedOrigins.includes(origin)) {
+          throw new HttpError(403, 'forbidden', 'origin not allowed')
+        }
+        if (displayToken !== undefined) {
+          const given = (req.query as Record<string, unknown>).token
+          if (typeof given !== 'string' || !tokenMatches(given, displayToken)) throw new HttpError(401, 'unauthorized')
+        }
+      },
+    },
+    (socket) => app.hub.add(socket),
+  )
+}

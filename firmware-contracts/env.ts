@@ -1,0 +1,81 @@
+import { z } from 'zod'
+
+/**
+ * Building blocks for each component's configuration schema over environment variables: the contract
+ * between the platform and the operators who deploy it. Values arrive as strings; each helper says in
+ * its message what it expects, so a bad value names the variable and the fix.
+ */
+export function envInt(min: number, max: number) {
+  return z
+    .string()
+    .trim()
+    .regex(/^-?\d+$/, `expected a whole number from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(min, `expected a whole number from ${min} to ${max}`)
+        .max(max, `expected a whole number from ${min} to ${max}`),
+    )
+}
+
+export const envPort = envInt(0, 65535)
+
+const TRUE = ['true', '1', 'yes', 'on'] as const
+const FALSE = ['false', '0', 'no', 'off'] as const
+export const envBool = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum([...TRUE, ...FALSE], `expected one of ${[...TRUE, ...FALSE].join(', ')}`))
+  .transform((v) => (TRUE as readonly string[]).includes(v))
+
+export const envUrl = (protocols: readonly string[]) =>
+  z
+    .string()
+    .trim()
+    .refine((v) => {
+      try {
+        return protocols.includes(new URL(v).protocol.replace(/:$/, ''))
+      } catch {
+        return false
+      }
+    }, `expected a URL starting with ${protocols.map((p) => `${p}://`).join(' or ')}`)
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+  constructor(
+    readonly component: string,
+    readonly problems: readonly { variable: string; message: string; value?: string }[],
+  ) {
+    super(
+      `invalid ${component} configuration:\n${problems
+        .map((p) => `  ${p.variable}: ${p.message}${p.value === undefined ? '' : ` (got ${JSON.stringify(p.value.slice(0, 80))})`}`)
+        .join('\n')}`,
+    )
+  }
+}
+
+/**
+ * Parses the variables a schema names out of an environment. Empty strings count as unset (compose files
+ * often pass `VAR=`). Throws `ConfigError` listing every bad variable at once.
+ */
+export function parseEnv<S extends z.ZodObject>(
+  component: string,
+  schema: S,
+  env: Readonly<Record<string, string | undefined>>,
+): z.output<S> {
+  const input: Record<string, string> = {}
+  for (const key of Object.keys(schema.shape)) {
+    const value = env[key]
+    if (value !== undefined && value !== '') input[key] = value
+  }
+  const result = schema.safeParse(input)
+  if (result.success) return result.data
+  const problems = result.error.issues.map((issue) => {
+    const variable = String(issue.path[0] ?? '(environment)')
+    return { variable, message: issue.message, value: input[variable] }
+  })
+  throw new ConfigError(component, problems)
+}

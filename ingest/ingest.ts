@@ -1,0 +1,82 @@
+import type { Logger } from 'pino'
+import { validateTelemetry } from '../firmware-contracts/index.ts'
+import type { PlatformBus, RejectedRecord } from './events.ts'
+import type { PlatformMetrics } from './metrics.ts'
+import type { Device, DeviceRegistry } from './registry.ts'
+import { payloadExcerpt, type RejectionLog } from './rejections.ts'
+import type { Spool } from './spool.ts'
+import type { StoredReading } from './store/types.ts'
+
+export interface IngestOptions {
+  readonly maxFutureSkewMs: number
+  readonly maxPayloadBytes: number
+}
+
+export type IngestOutcome =
+  | { readonly accepted: number; readonly rejected?: undefined }
+  | { readonly accepted: 0; readonly rejected: RejectedRecord }
+
+/**
+ * The hot path between the broker and the spool: validate against the firmware contract, enrich with
+ * registry tags (never from the payload, so a device cannot claim to be elsewhere), append durably.
+ * A rejected payload is data, not an error: it is recorded and the device is acknowledged all the same.
+ */
+export class Ingest {
+  constructor(
+    private readonly options: IngestOptions,
+    private readonly deps: {
+      spool: Spool
+      registry: DeviceRegistry
+      bus: PlatformBus
+      metrics: PlatformMetrics
+      rejections: RejectionLog
+      log: Logger
+    },
+  ) {}
+
+  /** Resolves when the readings are durable (the broker may acknowledge then); rejects if the spool fails. */
+  async telemetry(device: Device, payload: Buffer, receivedAt = Date.now()): Promise<IngestOutcome> {
+    const result = validateTelemetry(device.kind, payload, {
+      now: receivedAt,
+      maxFutureSkewMs: this.options.maxFutureSkewMs,
+      maxPayloadBytes: this.options.maxPayloadBytes,
+    })
+    if (!result.ok) {
+      const record: RejectedRecord = {
+        deviceId: device.id,
+        code: result.rejection.code,
+        message: result.rejection.message,
+        receivedAt,
+        payload: payloadExcerpt(payload),
+        payloadBytes: payload.byteLength,
+      }
+      this.reject(record)
+      return { accepted: 0, rejected: record }
+    }
+    const readings: StoredReading[] = result.readings.map((r) => ({
+      kind: device.kind,
+      device: device.id,
+      district: device.district,
+      regency: device.regency,
+      ts: r.ts ?? receivedAt,
+      receivedAt,
+      seq: r.seq,
+      fields: r.fields,
+    }))
+    await this.deps.spool.append(readings)
+    this.deps.metrics.readingsAccepted.inc({ kind: device.kind }, readings.length)
+    this.deps.bus.emit('readings.accepted', readings)
+    return { accepted: readings.length }
+  }
+
+  /** Records a rejection decided outside validation (e.g. a payload too large for the broker's guard). */
+  reject(record: RejectedRecord): void {
+    this.deps.rejections.record(record)
+    this.deps.metrics.readingsRejected.inc({ reason: record.code })
+    this.deps.log.warn(
+      { deviceId: record.deviceId, reason: record.code, detail: record.message.slice(0, 300) },
+      'reading rejected',
+    )
+    this.deps.bus.emit('reading.rejected', record)
+  }
+}

@@ -1,0 +1,75 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+/**
+ * One registry per platform instance (tests start several platforms in one process, so the global
+ * default registry would mix them).
+ */
+export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry()
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry })
+  return {
+    registry,
+    readingsAccepted: new Counter({
+      name: 'ingest_readings_accepted_total',
+      help: 'Readings validated and durable in the spool',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    readingsRejected: new Counter({
+      name: 'ingest_readings_rejected_total',
+      help: 'Telemetry payloads rejected, by reason code',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    readingsStored: new Counter({
+      name: 'ingest_readings_stored_total',
+      help: 'Readings confirmed by the time-series store',
+      registers: [registry],
+    }),
+    readingsDeadLettered: new Counter({
+      name: 'ingest_readings_dead_lettered_total',
+      help: 'Readings the store refused, set aside in the dead-letter file',
+      registers: [registry],
+    }),
+    storeWriteErrors: new Counter({
+      name: 'ingest_store_write_errors_total',
+      help: 'Failed store writes, by retryability',
+      labelNames: ['retryable'] as const,
+      registers: [registry],
+    }),
+    spoolPending: new Gauge({
+      name: 'ingest_spool_pending_readings',
+      help: 'Readings durable in the spool and not yet confirmed by the store',
+      registers: [registry],
+    }),
+    spoolBytes: new Gauge({
+      name: 'ingest_spool_bytes',
+      help: 'Bytes of spool segments on disk',
+      registers: [registry],
+    }),
+    spoolCommitSeconds: new Histogram({
+      name: 'ingest_spool_group_commit_seconds',
+      help: 'Time of one group commit (write + fdatasync)',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5],
+      registers: [registry],
+    }),
+    mqttConnectionsRefused: new Counter({
+      name: 'broker_connections_refused_total',
+      help: 'MQTT connections refused at CONNECT, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    mqttPublishesRefused: new Counter({
+      name: 'broker_publishes_refused_total',
+      help: 'MQTT publishes refused by the ACL, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    mqttClients: new Gauge({
+      name: 'broker_connected_clients',
+      help: 'Connected MQTT clients',
+      registers: [registry],
+    }),
+  }
+}
+export type PlatformMetrics = ReturnType<typeof createMetrics>

@@ -1,0 +1,29 @@
+import { join } from 'node:path'
+import type { IngestConfig } from './config.ts'
+import { createDuckDbStore } from './store/duckdb.ts'
+import { createInfluxStore } from './store/influx.ts'
+import type { TimeSeriesStore } from './store/types.ts'
+
+/** InfluxDB when configured, otherwise the embedded store in the data directory. */
+export function createStore(config: IngestConfig): TimeSeriesStore {
+  const influx = config.influx
+  if (influx === undefined) return createDuckDbStore({ path: join(config.dataDir, 'readings.duckdb') })
+  return influx.apiVersion === 'v2'
+    ? createInfluxStore({
+        url: influx.url,
+        apiVersion: 'v2',
+        token: influx.token,
+        org: influx.org,
+        bucket: influx.bucket,
+        timeoutMs: influx.timeoutMs,
+      })
+    : createInfluxStore({
+        url: influx.url,
+        apiVersion: 'v1',
+        database: influx.database,
+        retentionPolicy: influx.retentionPolicy,
+        username: influx.username,
+        password: influx.password,
+        timeoutMs: influx.timeoutMs,
+      })
+}

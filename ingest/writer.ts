@@ -1,0 +1,140 @@
+import { appendFileSync } from 'node:fs'
+import type { Logger } from 'pino'
+import type { PlatformBus } from './events.ts'
+import type { PlatformMetrics } from './metrics.ts'
+import type { Spool, SpoolEntry } from './spool.ts'
+import { StoreWriteError, type TimeSeriesStore } from './store/types.ts'
+
+export interface WriterOptions {
+  readonly batchSize: number
+  /** How long to wait for a batch to fill once the first reading is there. */
+  readonly maxBatchWaitMs: number
+  readonly retryInitialMs: number
+  readonly retryMaxMs: number
+  /** NDJSON file for readings the store refused (with the reason). */
+  readonly deadLetterPath: string
+}
+
+/**
+ * Moves readings from the spool to the store, in offset order, one batch at a time, and commits the
+ * spool only after the store confirmed. Retryable failures (store down, 5xx, timeouts) are retried with
+ * capped exponential backoff and jitter, forever: the spool holds the data meanwhile. A batch the store
+ * refuses is split until the refused readings are isolated and set aside in the dead-letter file.
+ */
+export class StoreWriter {
+  private running = false
+  private loop: Promise<void> | undefined
+  private wake: (() => void) | undefined
+  /** When new readings arrive, should the loop wake up now? Depends on what it is waiting for. */
+  private wakeWhen: () => boolean = () => true
+  private unsubscribe: (() => void) | undefined
+  private sleepTimer: NodeJS.Timeout | undefined
+  private lastError: { message: string; at: number; retryable: boolean } | undefined
+
+  constructor(
+    private readonly spool: Spool,
+    private readonly store: TimeSeriesStore,
+    private readonly options: WriterOptions,
+    private readonly deps: { log: Logger; metrics: PlatformMetrics; bus: PlatformBus },
+  ) {}
+
+  start(): void {
+    if (this.running) return
+    this.running = true
+    this.unsubscribe = this.spool.onAvailable(() => {
+      if (this.wakeWhen()) this.wake?.()
+    })
+    this.loop = this.run()
+  }
+
+  /** Stops after the batch in flight. Whatever is not yet stored stays in the spool for the next start. */
+  async stop(): Promise<void> {
+    this.running = false
+    this.unsubscribe?.()
+    if (this.sleepTimer) clearTimeout(this.sleepTimer)
+    this.wake?.()
+    await this.loop
+  }
+
+  get status() {
+    return { pending: this.spool.pendingCount, lastError: this.lastError }
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      if (this.spool.pendingCount === 0) {
+        this.wakeWhen = () => true
+        await new Promise<void>((resolve) => {
+          this.wake = resolve
+        })
+        this.wake = undefined
+        continue
+      }
+      if (this.spool.pendingCount < this.options.batchSize && this.options.maxBatchWaitMs > 0) {
+        this.wakeWhen = () => this.spool.pendingCount >= this.options.batchSize
+        await this.sleep(this.options.maxBatchWaitMs)
+      }
+      this.wakeWhen = () => false
+      const batch = this.spool.peek(this.options.batchSize, this.spool.checkpointOffset)
+      if (batch.length === 0) continue
+      const done = await this.writeBatch(batch)
+      if (!done) continue
+      this.spool.commit(batch[batch.length - 1]!.offset)
+      this.deps.metrics.spoolPending.set(this.spool.pendingCount)
+      this.deps.metrics.spoolBytes.set(this.spool.diskBytes)
+    }
+  }
+
+  /** true when every reading of the batch is either stored or dead-lettered; false when stopped. */
+  private async writeBatch(batch: SpoolEntry[]): Promise<boolean> {
+    let delay = this.options.retryInitialMs
+    while (this.running) {
+      try {
+        await this.store.write(batch.map((e) => e.reading))
+        this.deps.metrics.readingsStored.inc(batch.length)
+        this.lastError = undefined
+        return true
+      } catch (err) {
+        const retryable = !(err instanceof StoreWriteError) || err.retryable
+        const message = err instanceof Error ? err.message : String(err)
+        this.lastError = { message, at: Date.now(), retryable }
+        this.deps.metrics.storeWriteErrors.inc({ retryable: String(retryable) })
+        if (!retryable) {
+          if (batch.length === 1) {
+            this.deadLetter(batch[0]!, message)
+            return true
+          }
+          const mid = batch.length >> 1
+          const first = await this.writeBatch(batch.slice(0, mid))
+          return first && (await this.writeBatch(batch.slice(mid)))
+        }
+        this.deps.log.warn({ err: message, batch: batch.length, retryInMs: delay }, 'store write failed; retrying')
+        await this.sleep(delay * (0.5 + Math.random()))
+        delay = Math.min(delay * 2, this.options.retryMaxMs)
+      }
+    }
+    return false
+  }
+
+  private deadLetter(entry: SpoolEntry, reason: string) {
+    const r = entry.reading
+    appendFileSync(this.options.deadLetterPath, `${JSON.stringify({ at: Date.now(), reason, offset: entry.offset, reading: r })}\n`)
+    this.deps.metrics.readingsDeadLettered.inc()
+    this.deps.log.error({ deviceId: r.device, seq: r.seq, ts: r.ts, reason }, 'store refused reading; dead-lettered')
+    this.deps.bus.emit('reading.rejected', {
+      deviceId: r.device,
+      code: 'store_refused',
+      message: reason.slice(0, 500),
+      receivedAt: r.receivedAt,
+      payload: JSON.stringify(r.fields).slice(0, 512),
+      payloadBytes: 0,
+    })
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.sleepTimer = setTimeout(resolve, ms)
+      this.wake = resolve
+    })
+  }
+}

@@ -1,0 +1,63 @@
+import { z } from 'zod'
+import { type BrokerConfig, brokerConfigFromEnv } from '../broker/index.ts'
+import { type DashboardConfig, dashboardConfigFromEnv } from '../dashboard-api/index.ts'
+import { ConfigError, envBool, envInt, parseEnv } from '../firmware-contracts/index.ts'
+import { type IngestConfig, ingestConfigFromEnv } from '../ingest/config.ts'
+
+export const PlatformEnvSchema = z.object({
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Start a simulated fleet inside the platform process (demo, trials). */
+  SIM_ENABLED: envBool.default(true),
+  SIM_DEVICES_PER_KIND: envInt(1, 1000).default(3),
+  SIM_INTERVAL_MS: envInt(200, 3_600_000).default(5000),
+  SIM_SEED: envInt(0, 2 ** 31 - 1).default(20261123),
+})
+
+export interface PlatformConfig {
+  readonly logLevel: z.infer<typeof PlatformEnvSchema>['LOG_LEVEL']
+  readonly broker: BrokerConfig
+  readonly ingest: IngestConfig
+  readonly dashboard: DashboardConfig
+  readonly sim: { readonly enabled: boolean; readonly perKind: number; readonly intervalMs: number; readonly seed: number }
+}
+
+/**
+ * Validates every component's configuration before anything opens a socket, and reports all bad
+ * variables of all components at once.
+ */
+export function loadPlatformConfig(env: Readonly<Record<string, string | undefined>>): PlatformConfig {
+  const problems: ConfigError['problems'][number][] = []
+  const attempt = <T>(fn: () => T): T | undefined => {
+    try {
+      return fn()
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        problems.push(...err.problems)
+        return undefined
+      }
+      throw err
+    }
+  }
+  const platform = attempt(() => parseEnv('platform', PlatformEnvSchema, env))
+  const broker = attempt(() => brokerConfigFromEnv(env))
+  const ingest = attempt(() => ingestConfigFromEnv(env))
+  const dashboard = attempt(() => dashboardConfigFromEnv(env))
+  if (problems.length > 0 || !platform || !broker || !ingest || !dashboard) throw new ConfigError('platform', problems)
+  return {
+    logLevel: platform.LOG_LEVEL,
+    broker,
+    ingest,
+    dashboard,
+    sim: {
+      enabled: platform.SIM_ENABLED,
+      perKind: platform.SIM_DEVICES_PER_KIND,
+      intervalMs: platform.SIM_INTERVAL_MS,
+      seed: platform.SIM_SEED,
+    },
+  }
+}
+
+/** Test and embedding helper: the laptop defaults, with overrides on top. */
+export function platformConfig(env: Readonly<Record<string, string | undefined>> = {}): PlatformConfig {
+  return loadPlatformConfig(env)
+}

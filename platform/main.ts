@@ -1,0 +1,45 @@
+import closeWithGrace from 'close-with-grace'
+import { pino } from 'pino'
+import { ConfigError } from '../firmware-contracts/index.ts'
+import { loadPlatformConfig } from './config.ts'
+import { startPlatform } from './platform.ts'
+
+// The one place that reads the environment, listens and exits.
+let config: ReturnType<typeof loadPlatformConfig>
+try {
+  config = loadPlatformConfig(process.env)
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\nFix the variables above and start again (README: Configuration).\n`)
+    process.exit(78)
+  }
+  throw err
+}
+
+const log = pino({ level: config.logLevel, base: undefined })
+const platform = await startPlatform(config, log).catch((err: unknown) => {
+  log.fatal({ err }, 'platform failed to start')
+  process.exit(1)
+})
+
+const store = platform.store.kind === 'influxdb' ? platform.store.description : `embedded DuckDB store (${config.ingest.dataDir})`
+process.stdout.write(
+  [
+    '',
+    'Kota sensor platform is running',
+    `  Store:         ${store}`,
+    `  MQTT:          ${platform.mqttUrl}`,
+    `  Wall display:  ${platform.wallUrl}`,
+    `  REST API:      ${platform.httpUrl}/api/v1  (Authorization: Bearer ${platform.apiToken})`,
+    `  Health:        ${platform.httpUrl}/api/v1/health   Metrics: ${platform.httpUrl}/metrics`,
+    `  Simulator:     ${platform.fleet ? `${platform.fleet.deviceIds.length} simulated devices (SIM_ENABLED=false to switch off)` : 'off'}`,
+    '  Ctrl-C stops it gracefully.',
+    '',
+  ].join('\n'),
+)
+
+closeWithGrace({ delay: 20_000 }, async ({ signal, err }) => {
+  if (err) log.error({ err }, 'stopping after an error')
+  else log.info({ signal }, 'stopping')
+  await platform.stop()
+})

@@ -1,0 +1,154 @@
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { createBroker } from '../broker/index.ts'
+import { buildApp, LiveState } from '../dashboard-api/index.ts'
+import { PlatformBus } from '../ingest/events.ts'
+import { Ingest } from '../ingest/ingest.ts'
+import { createMetrics } from '../ingest/metrics.ts'
+import { DeviceRegistry } from '../ingest/registry.ts'
+import { RejectionLog } from '../ingest/rejections.ts'
+import { Spool } from '../ingest/spool.ts'
+import { createStore } from '../ingest/store-factory.ts'
+import type { TimeSeriesStore } from '../ingest/store/types.ts'
+import { StoreWriter } from '../ingest/writer.ts'
+import type { PlatformConfig } from './config.ts'
+import { startSimulatedFleet, type SimulatedFleet } from './sim-fleet.ts'
+
+export interface Platform {
+  readonly mqttUrl: string
+  readonly httpUrl: string
+  readonly wallUrl: string
+  readonly apiToken: string
+  readonly store: TimeSeriesStore
+  readonly registry: DeviceRegistry
+  readonly bus: PlatformBus
+  readonly spool: Spool
+  readonly fleet: SimulatedFleet | undefined
+  readonly metrics: ReturnType<typeof createMetrics>
+  readonly rejections: RejectionLog
+  /** Graceful stop: refuse new connections, flush what was accepted to the store, close everything. */
+  stop(options?: { flushTimeoutMs?: number }): Promise<void>
+}
+
+/** A secret kept in the data directory, created on first start (mode 0600). */
+function fileSecret(path: string, make: () => string): string {
+  try {
+    const existing = readFileSync(path, 'utf8').trim()
+    if (existing.length > 0) return existing
+  } catch {
+    // first start
+  }
+  const value = make()
+  writeFileSync(path, `${value}\n`, { mode: 0o600 })
+  return value
+}
+
+function urlHost(host: string) {
+  return host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
+}
+
+/**
+ * Starts broker, ingest, store writer, dashboard API and (optionally) the simulated fleet in this
+ * process. Configuration must already be validated (`loadPlatformConfig`).
+ */
+export async function startPlatform(config: PlatformConfig, log: Logger): Promise<Platform> {
+  const { dataDir } = config.ingest
+  mkdirSync(dataDir, { recursive: true })
+  const registryKey = Buffer.from(
+    config.ingest.registryKeyHex ?? fileSecret(join(dataDir, 'registry.key'), () => randomBytes(32).toString('hex')),
+    'hex',
+  )
+  const apiToken = config.dashboard.apiToken ?? fileSecret(join(dataDir, 'api-token'), () => randomBytes(24).toString('base64url'))
+
+  const bus = new PlatformBus()
+  const metrics = createMetrics({ defaultMetrics: true })
+  const rejections = new RejectionLog()
+  bus.on('reading.rejected', (r) => {
+    // Store refusals come from the writer; validation rejections were recorded by ingest already.
+    if (r.code === 'store_refused') rejections.record(r)
+  })
+
+  const registry = await DeviceRegistry.open({ path: join(dataDir, 'registry.duckdb'), key: registryKey })
+  const store = createStore(config.ingest)
+  const cleanup: Array<() => Promise<unknown> | unknown> = [() => registry.close()]
+  try {
+    await store.init()
+    cleanup.unshift(() => store.close())
+    const spool = Spool.open({ dir: join(dataDir, 'spool'), ...config.ingest.spool })
+    cleanup.unshift(() => spool.close())
+    if (spool.pendingCount > 0) log.info({ readings: spool.pendingCount }, 'replaying spooled readings into the store')
+    const writer = new StoreWriter(
+      spool,
+      store,
+      {
+        ...config.ingest.writer,
+        retryInitialMs: 200,
+        retryMaxMs: 10_000,
+        deadLetterPath: join(dataDir, 'spool', 'dead-letter.ndjson'),
+      },
+      { log, metrics, bus },
+    )
+    writer.start()
+    cleanup.unshift(() => writer.stop())
+
+    const ingest = new Ingest(
+      { maxFutureSkewMs: config.ingest.maxFutureSkewMs, maxPayloadBytes: config.ingest.maxPayloadBytes },
+      { spool, registry, bus, metrics, rejections, log },
+    )
+    const live = new LiveState(registry, bus)
+    const broker = await createBroker(config.broker, { registry, ingest, bus, metrics, log })
+    const mqtt = await broker.start()
+    cleanup.unshift(() => broker.stop())
+
+    const app = await buildApp(
+      { ...config.dashboard, apiToken },
+      { registry, store, live, rejections, metrics, bus, ingestStatus: () => writer.status, log },
+    )
+    await app.listen({ host: config.dashboard.host, port: config.dashboard.port })
+    cleanup.unshift(() => app.close())
+    const address = app.server.address()
+    const httpPort = typeof address === 'object' && address ? address.port : config.dashboard.port
+    const httpUrl = `http://${urlHost(config.dashboard.host)}:${httpPort}`
+    const mqttUrl = `mqtt://${urlHost(mqtt.host)}:${mqtt.port}`
+
+    let fleet: SimulatedFleet | undefined
+    if (config.sim.enabled) {
+      fleet = await startSimulatedFleet({ registry, mqttUrl, ...config.sim, log })
+      cleanup.unshift(() => fleet?.stop())
+    }
+
+    const stop = async (options: { flushTimeoutMs?: number } = {}) => {
+      // Order matters: devices first (no new readings), then the broker (pending acks finish), then drain.
+      await fleet?.stop()
+      await broker.stop()
+      const drained = await spool.whenDrained(options.flushTimeoutMs ?? 10_000)
+      if (!drained) log.warn({ pending: spool.pendingCount }, 'store did not take everything in time; kept in the spool for the next start')
+      await writer.stop()
+      await app.close()
+      live.close()
+      await spool.close()
+      await store.close()
+      await registry.close()
+    }
+
+    return {
+      mqttUrl,
+      httpUrl,
+      wallUrl: `${httpUrl}/${config.dashboard.displayToken ? `?token=${encodeURIComponent(config.dashboard.displayToken)}` : ''}`,
+      apiToken,
+      store,
+      registry,
+      bus,
+      spool,
+      fleet,
+      metrics,
+      rejections,
+      stop,
+    }
+  } catch (err) {
+    for (const fn of cleanup) await Promise.resolve().then(fn).catch(() => undefined)
+    throw err
+  }
+}

@@ -1,4 +1,6 @@
+export * from './env.ts'
 export * from './kinds.ts'
+export * from './messages.ts'
 export * from './reasons.ts'
 export * from './telemetry.ts'
 export * from './topics.ts'

@@ -68,8 +68,20 @@ export const KIND_SPECS = {
     description: 'People counter at a heritage market entrance',
     requireOneOf: ['peopleIn', 'peopleOut', 'occupancy'],
     metrics: {
-      peopleIn: { unit: 'people', min: 0, max: 100000, integer: true, description: 'Entries during the interval' },
-      peopleOut: { unit: 'people', min: 0, max: 100000, integer: true, description: 'Exits during the interval' },
+      peopleIn: {
+        unit: 'people',
+        min: 0,
+        max: 100000,
+        integer: true,
+        description: 'Entries during the interval',
+      },
+      peopleOut: {
+        unit: 'people',
+        min: 0,
+        max: 100000,
+        integer: true,
+        description: 'Exits during the interval',
+      },
       occupancy: { unit: 'people', min: 0, max: 100000, integer: true, description: 'People inside now' },
       battery,
       rssi,

@@ -1,7 +1,11 @@
 import { z } from 'zod'
 import { DEVICE_KINDS, type DeviceKind, KIND_SPECS, type MetricSpec } from './kinds.ts'
 
-/** Contract versions this platform accepts. A payload without `v` is version 1 (the first firmware). */
+/**
+ * Contract versions this platform accepts. A payload without `v` is version 1 (the first firmware), so
+ * firmware built before `v` existed keeps validating. A breaking change adds a version here and keeps the
+ * older ones accepted for as long as such firmware is in the field.
+ */
 export const CONTRACT_VERSIONS = [1] as const
 export const CURRENT_CONTRACT_VERSION = 1
 
@@ -22,7 +26,9 @@ export const SeqSchema = z
   .max(Number.MAX_SAFE_INTEGER)
   .meta({ description: 'Per-device reading counter, +1 per reading; restarts at 0 after a firmware reset' })
 
-const VersionSchema = z.literal(CONTRACT_VERSIONS).meta({ description: 'Contract version (default 1)' })
+export const ContractVersionSchema = z
+  .literal(CONTRACT_VERSIONS)
+  .meta({ description: 'Contract version (default 1)' })
 
 function metricSchema(spec: MetricSpec) {
   const base = spec.integer ? z.number().int() : z.number()
@@ -42,15 +48,18 @@ function telemetrySchemaFor(kind: DeviceKind) {
     .meta({ title: `${kind} reading`, description: spec.description })
   // One reading, or a backlog batch from a device that was offline; both carry the version.
   const single = z
-    .strictObject({ v: VersionSchema.optional(), ...fields })
+    .strictObject({ v: ContractVersionSchema.optional(), ...fields })
     .refine(hasMetric, needMetric)
     .meta({ title: `${kind} telemetry (one reading)`, description: spec.description })
   const batch = z
     .strictObject({
-      v: VersionSchema.optional(),
+      v: ContractVersionSchema.optional(),
       readings: z.array(reading).min(1).max(MAX_BATCH_READINGS),
     })
-    .meta({ title: `${kind} telemetry (batch)`, description: 'Backlog of readings sent after an offline period' })
+    .meta({
+      title: `${kind} telemetry (batch)`,
+      description: 'Backlog of readings sent after an offline period',
+    })
   return { reading, single, batch }
 }
 

@@ -1,13 +1,22 @@
 import { z } from 'zod'
 
 /**
- * Device ids are lowercase so that a topic, a file name, an InfluxDB tag and a SQL value all agree on one
- * spelling; 3 to 64 characters, starting and ending with a letter or digit.
+ * Ids that name members of `Object.prototype` or prototype-pollution gadgets: a registry or cache keyed by
+ * device id in a plain object would find something for them that no one registered.
  */
-export const DEVICE_ID_PATTERN = /^[a-z0-9](?:[a-z0-9-]{1,62})[a-z0-9]$/
+export const RESERVED_DEVICE_IDS = ['constructor', 'prototype'] as const
+
+/**
+ * Device ids are lowercase so that a topic, a file name, an InfluxDB tag and a SQL value all agree on one
+ * spelling; 3 to 64 characters, starting and ending with a letter or digit, not one of RESERVED_DEVICE_IDS.
+ */
+export const DEVICE_ID_PATTERN = /^(?!(?:constructor|prototype)$)[a-z0-9](?:[a-z0-9-]{1,62})[a-z0-9]$/
 export const DeviceIdSchema = z
   .string()
-  .regex(DEVICE_ID_PATTERN, 'device id: 3-64 characters of a-z, 0-9 and "-", starting and ending with a letter or digit')
+  .regex(
+    DEVICE_ID_PATTERN,
+    'device id: 3-64 characters of a-z, 0-9 and "-", starting and ending with a letter or digit (not "constructor" or "prototype")',
+  )
 export type DeviceId = z.infer<typeof DeviceIdSchema>
 
 export const TOPIC_ROOT = 'devices'
@@ -34,17 +43,25 @@ export type TopicParseResult =
   | { ok: true; deviceId: DeviceId; channel: Channel }
   | { ok: false; code: 'bad_topic'; message: string }
 
-const MAX_TOPIC_LENGTH = 256
+export const MAX_TOPIC_LENGTH = 256
 
 /** Parses a topic of the device grammar. Never throws: odd input is an answer, not an exception. */
 export function parseTopic(topic: unknown): TopicParseResult {
   if (typeof topic !== 'string' || topic.length === 0 || topic.length > MAX_TOPIC_LENGTH) {
-    return { ok: false, code: 'bad_topic', message: 'topic must be a non-empty string of at most 256 characters' }
+    return {
+      ok: false,
+      code: 'bad_topic',
+      message: `topic must be a non-empty string of at most ${MAX_TOPIC_LENGTH} characters`,
+    }
   }
   const first = topic.indexOf('/')
   const second = first < 0 ? -1 : topic.indexOf('/', first + 1)
   if (second < 0 || topic.slice(0, first) !== TOPIC_ROOT) {
-    return { ok: false, code: 'bad_topic', message: `topic must look like ${TOPIC_ROOT}/<deviceId>/<channel>` }
+    return {
+      ok: false,
+      code: 'bad_topic',
+      message: `topic must look like ${TOPIC_ROOT}/<deviceId>/<channel>`,
+    }
   }
   const deviceId = topic.slice(first + 1, second)
   if (!DEVICE_ID_PATTERN.test(deviceId)) {

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { type DeviceKind, isDeviceKind } from './kinds.ts'
+import { classifyZodError, decodeJsonObject, describeValue, payloadSizeRejection } from './payload.ts'
 import type { Rejection } from './reasons.ts'
 import { MAX_BATCH_READINGS, type Reading, TELEMETRY_SCHEMAS } from './telemetry.ts'
 
@@ -19,21 +20,8 @@ export type ValidationResult =
   | { readonly ok: true; readonly readings: readonly Reading[] }
   | { readonly ok: false; readonly rejection: Rejection }
 
-const decoder = new TextDecoder('utf-8', { fatal: true })
-
 function reject(code: Rejection['code'], message: string): ValidationResult {
   return { ok: false, rejection: { code, message } }
-}
-
-/** Range violations are a sensor fault, shape violations a firmware fault: installers fix them differently. */
-function classify(error: z.ZodError): Rejection['code'] {
-  const leafIssues = error.issues.flatMap((i) =>
-    i.code === 'invalid_union' ? i.errors.flat() : i.code === 'invalid_element' ? i.issues : [i],
-  )
-  const numericRange = leafIssues.every(
-    (i) => (i.code === 'too_big' || i.code === 'too_small') && i.origin === 'number',
-  )
-  return leafIssues.length > 0 && numericRange ? 'out_of_range' : 'schema'
 }
 
 function toReading(raw: Record<string, unknown>): Reading {
@@ -50,37 +38,29 @@ function toReading(raw: Record<string, unknown>): Reading {
  * Validates one telemetry payload against the contract of the device's kind. Never throws: every
  * input, however broken, yields either readings or a rejection with a stable reason code.
  */
-export function validateTelemetry(kind: DeviceKind | string, payload: Uint8Array | string, opts: ValidateOptions): ValidationResult {
-  const maxBytes = opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES
-  const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength
-  if (size > maxBytes) return reject('too_large', `payload is ${size} bytes; the limit is ${maxBytes}`)
-  if (!isDeviceKind(kind)) return reject('unknown_kind', `no contract for device kind "${String(kind).slice(0, 64)}"`)
+export function validateTelemetry(
+  kind: DeviceKind | string,
+  payload: Uint8Array | string,
+  opts: ValidateOptions,
+): ValidationResult {
+  const tooLarge = payloadSizeRejection(payload, opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES)
+  if (tooLarge) return { ok: false, rejection: tooLarge }
+  if (!isDeviceKind(kind)) return reject('unknown_kind', `no contract for device kind ${describeValue(kind)}`)
 
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(typeof payload === 'string' ? payload : decoder.decode(payload))
-  } catch (err) {
-    return reject('invalid_json', err instanceof Error ? err.message.slice(0, 200) : 'not JSON')
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    return reject('schema', 'telemetry must be a JSON object')
-  }
-  const version = (parsed as { v?: unknown }).v
-  if (version !== undefined && version !== 1) {
-    return reject('unsupported_version', `contract version ${JSON.stringify(version).slice(0, 20)} is not supported; use 1`)
-  }
+  const decoded = decodeJsonObject(payload, opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES, 'telemetry')
+  if (!decoded.ok) return decoded
+  const parsed = decoded.value
 
   const schemas = TELEMETRY_SCHEMAS[kind]
   const isBatch = 'readings' in parsed
   const result = isBatch ? schemas.batch.safeParse(parsed) : schemas.single.safeParse(parsed)
   if (!result.success) {
     const more = isBatch ? ` (a batch holds 1 to ${MAX_BATCH_READINGS} readings)` : ''
-    return reject(classify(result.error), z.prettifyError(result.error) + more)
+    return reject(classifyZodError(result.error, parsed), z.prettifyError(result.error) + more)
   }
-  const raws = (isBatch ? (result.data as { readings: Record<string, unknown>[] }).readings : [result.data]) as Record<
-    string,
-    unknown
-  >[]
+  const raws = (
+    isBatch ? (result.data as { readings: Record<string, unknown>[] }).readings : [result.data]
+  ) as Record<string, unknown>[]
   const readings = raws.map(toReading)
 
   const limit = opts.now + (opts.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS)

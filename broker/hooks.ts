@@ -1,6 +1,6 @@
 import type { AedesOptions, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes'
 import type { Logger } from 'pino'
-import { CHANNELS, parseTopic, topicFor } from '../firmware-contracts/index.ts'
+import { CHANNELS, parseTopic, topicFor, validateStatus } from '../firmware-contracts/index.ts'
 import type { PlatformBus } from '../ingest/events.ts'
 import type { Ingest } from '../ingest/ingest.ts'
 import type { PlatformMetrics } from '../ingest/metrics.ts'
@@ -96,14 +96,13 @@ export function createHooks(deps: HookDeps) {
   }
 
   function onStatus(device: Device, packet: PublishPacket) {
-    let online: boolean | undefined
-    try {
-      const parsed = JSON.parse(packet.payload.toString()) as { online?: unknown }
-      if (typeof parsed?.online === 'boolean') online = parsed.online
-    } catch {
-      // A malformed status is ignored; the broker's own connect/disconnect events still tell the truth.
+    const result = validateStatus(packet.payload, { now: Date.now() })
+    if (!result.ok) {
+      // A malformed status is logged and ignored; the broker's own connect/disconnect events still tell the truth.
+      deps.log.warn({ deviceId: device.id, reason: result.rejection.code }, 'status message rejected')
+      return
     }
-    if (online === undefined) return
+    const online = result.value.online
     deps.bus.emit('device.status', { deviceId: device.id, online, at: Date.now(), source: online ? 'birth' : 'will' })
   }
 

@@ -42,7 +42,6 @@ export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Pr
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: 64 * 1024,
-    disableRequestLogging: true,
     // Query strings are parsed flat: no nested objects from `a[b]=c` tricks.
     routerOptions: { maxParamLength: 200 },
   })

@@ -75,7 +75,7 @@ export class DeviceRegistry {
       secret_hash VARCHAR NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
       created_by VARCHAR NOT NULL, updated_by VARCHAR NOT NULL)`)
     await db.run(`CREATE TABLE IF NOT EXISTS audit_log (
-      at BIGINT NOT NULL, actor VARCHAR NOT NULL, action VARCHAR NOT NULL, device_id VARCHAR, detail VARCHAR)`)
+      occurred_at BIGINT NOT NULL, actor VARCHAR NOT NULL, action VARCHAR NOT NULL, device_id VARCHAR, detail VARCHAR)`)
     const registry = new DeviceRegistry(instance, db, options.key)
     const rows = (await db.runAndReadAll('SELECT * FROM devices')).getRowObjectsJS()
     for (const row of rows) {
@@ -202,10 +202,10 @@ export class DeviceRegistry {
 
   async auditLog(limit = 100): Promise<Array<{ at: number; actor: string; action: string; deviceId: string | null; detail: unknown }>> {
     const rows = await this.serial(async () =>
-      (await this.db.runAndReadAll('SELECT * FROM audit_log ORDER BY at DESC LIMIT $limit', { limit })).getRowObjectsJS(),
+      (await this.db.runAndReadAll('SELECT * FROM audit_log ORDER BY occurred_at DESC LIMIT $limit', { limit })).getRowObjectsJS(),
     )
     return rows.map((r) => ({
-      at: Number(r.at),
+      at: Number(r.occurred_at),
       actor: String(r.actor),
       action: String(r.action),
       deviceId: r.device_id == null ? null : String(r.device_id),

@@ -29,14 +29,21 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     if (device === undefined) return
     deps.bus.emit('device.status', { deviceId: device.id, online: true, at: Date.now(), source: 'connect' })
     if (device.status === 'provisioned') {
-      deps.registry.setStatus(device.id, 'active', 'broker').catch((err) => deps.log.error({ err }, 'activate failed'))
+      deps.registry
+        .setStatus(device.id, 'active', 'broker')
+        .catch((err) => deps.log.error({ err }, 'activate failed'))
     }
   })
   aedes.on('clientDisconnect', (client) => {
     deps.metrics.mqttClients.dec()
     const device = hooks.deviceOf(client)
     if (device === undefined) return
-    deps.bus.emit('device.status', { deviceId: device.id, online: false, at: Date.now(), source: 'disconnect' })
+    deps.bus.emit('device.status', {
+      deviceId: device.id,
+      online: false,
+      at: Date.now(),
+      source: 'disconnect',
+    })
   })
   aedes.on('clientError', (client, err) => {
     deps.log.debug({ clientId: String(client?.id).slice(0, 64), err: err.message }, 'client error')
@@ -57,7 +64,10 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
         server.listen(config.port, config.host, () => {
           server.off('error', reject)
           const address = server.address()
-          resolve({ host: config.host, port: typeof address === 'object' && address ? address.port : config.port })
+          resolve({
+            host: config.host,
+            port: typeof address === 'object' && address ? address.port : config.port,
+          })
         })
       }),
     stop: async () => {

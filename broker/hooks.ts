@@ -33,7 +33,9 @@ export function createHooks(deps: HookDeps) {
 
   const authenticate: NonNullable<AedesOptions['authenticate']> = (client, username, password, done) => {
     const device =
-      typeof username === 'string' && client.id === username ? deps.registry.verify(username, password) : undefined
+      typeof username === 'string' && client.id === username
+        ? deps.registry.verify(username, password)
+        : undefined
     if (device === undefined) {
       const reason = client.id !== username ? 'client_id_mismatch' : 'bad_credentials'
       deps.metrics.mqttConnectionsRefused.inc({ reason })
@@ -82,7 +84,9 @@ export function createHooks(deps: HookDeps) {
     if (packet.qos === 0) {
       // QoS 0 is best effort by definition: no acknowledgement to hold, so accept first and store after.
       cb(null)
-      deps.ingest.telemetry(device, payload).catch((err) => deps.log.error({ err, deviceId: device.id }, 'ingest failed'))
+      deps.ingest
+        .telemetry(device, payload)
+        .catch((err) => deps.log.error({ err, deviceId: device.id }, 'ingest failed'))
       return
     }
     // Acknowledged means durable: Aedes writes the PUBACK only after this callback, so it waits for the spool.
@@ -103,13 +107,19 @@ export function createHooks(deps: HookDeps) {
       return
     }
     const online = result.value.online
-    deps.bus.emit('device.status', { deviceId: device.id, online, at: Date.now(), source: online ? 'birth' : 'will' })
+    deps.bus.emit('device.status', {
+      deviceId: device.id,
+      online,
+      at: Date.now(),
+      source: online ? 'birth' : 'will',
+    })
   }
 
   const authorizeSubscribe: NonNullable<AedesOptions['authorizeSubscribe']> = (client, sub, cb) => {
     const device = devices.get(client)
     const allowed =
-      device !== undefined && (sub.topic === topicFor(device.id, 'config') || sub.topic === topicFor(device.id, 'cmd'))
+      device !== undefined &&
+      (sub.topic === topicFor(device.id, 'config') || sub.topic === topicFor(device.id, 'cmd'))
     if (!allowed) {
       deps.metrics.mqttPublishesRefused.inc({ reason: 'subscribe_refused' })
       // A refusal (SUBACK 0x80), not an error: the device stays connected and learns what it may not do.
@@ -118,5 +128,10 @@ export function createHooks(deps: HookDeps) {
     cb(null, sub)
   }
 
-  return { authenticate, authorizePublish, authorizeSubscribe, deviceOf: (client: Client) => devices.get(client) }
+  return {
+    authenticate,
+    authorizePublish,
+    authorizeSubscribe,
+    deviceOf: (client: Client) => devices.get(client),
+  }
 }

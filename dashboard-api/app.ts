@@ -1,5 +1,10 @@
 import websocket from '@fastify/websocket'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify'
 import type { Logger } from 'pino'
 import type { PlatformBus } from '../ingest/events.ts'
 import type { PlatformMetrics } from '../ingest/metrics.ts'
@@ -8,8 +13,8 @@ import type { RejectionLog } from '../ingest/rejections.ts'
 import type { TimeSeriesStore } from '../ingest/store/types.ts'
 import type { DashboardConfig } from './config.ts'
 import { HttpError, tokenMatches } from './errors.ts'
-import { LiveHub } from './live-stream.ts'
 import type { LiveState } from './live-state.ts'
+import { LiveHub } from './live-stream.ts'
 import devicesRoutes from './routes/devices/index.ts'
 import healthRoutes from './routes/health/index.ts'
 import liveRoutes from './routes/live/index.ts'
@@ -24,7 +29,10 @@ export interface DashboardDeps {
   readonly metrics: PlatformMetrics
   readonly bus: PlatformBus
   /** Ingest health for /health: readings waiting in the spool and the writer's last error. */
-  readonly ingestStatus: () => { pending: number; lastError?: { message: string; at: number; retryable: boolean } }
+  readonly ingestStatus: () => {
+    pending: number
+    lastError?: { message: string; at: number; retryable: boolean }
+  }
   readonly log: Logger
 }
 
@@ -52,7 +60,8 @@ export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Pr
   app.decorate('requireApiToken', async (req: FastifyRequest) => {
     const header = req.headers.authorization
     const given = header?.startsWith('Bearer ') ? header.slice(7) : undefined
-    if (config.apiToken === undefined || !tokenMatches(given, config.apiToken)) throw new HttpError(401, 'unauthorized')
+    if (config.apiToken === undefined || !tokenMatches(given, config.apiToken))
+      throw new HttpError(401, 'unauthorized')
   })
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
@@ -76,7 +85,9 @@ export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Pr
     return reply.code(500).send({ error: { code: 'internal', message: 'internal error' } })
   })
   app.setNotFoundHandler((req, reply) => {
-    reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } })
+    reply
+      .code(404)
+      .send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } })
   })
 
   await app.register(websocket, { options: { maxPayload: 4096 } })

@@ -68,7 +68,12 @@ export class LiveHub {
       this.log.debug({ err: err.message }, 'live client socket error')
       this.clients.delete(client)
     })
-    this.send(client, { v: LIVE_PROTOCOL_VERSION, type: 'hello', now: Date.now(), intervalMs: this.options.intervalMs })
+    this.send(client, {
+      v: LIVE_PROTOCOL_VERSION,
+      type: 'hello',
+      now: Date.now(),
+      intervalMs: this.options.intervalMs,
+    })
     this.sendSnapshot(client)
   }
 
@@ -87,7 +92,12 @@ export class LiveHub {
       parsed = undefined
     }
     const result = ClientMessageSchema.safeParse(parsed)
-    if (!result.success) return this.error(client, 'bad_message', 'expected {"type":"subscribe","scope":{...}} or {"type":"ping"}')
+    if (!result.success)
+      return this.error(
+        client,
+        'bad_message',
+        'expected {"type":"subscribe","scope":{...}} or {"type":"ping"}',
+      )
     const msg = result.data
     if (msg.type === 'ping') {
       this.send(client, { v: LIVE_PROTOCOL_VERSION, type: 'pong', now: Date.now(), id: msg.id })

@@ -56,8 +56,18 @@ export type LiveErrorCode = keyof typeof LIVE_ERROR_CODES
 
 export const ServerMessageSchema = z.discriminatedUnion('type', [
   z.object({ v: z.literal(1), type: z.literal('hello'), now: z.number(), intervalMs: z.number() }),
-  z.object({ v: z.literal(1), type: z.literal('snapshot'), now: z.number(), devices: z.array(DeviceLiveSchema) }),
-  z.object({ v: z.literal(1), type: z.literal('delta'), now: z.number(), devices: z.array(DeviceLiveSchema) }),
+  z.object({
+    v: z.literal(1),
+    type: z.literal('snapshot'),
+    now: z.number(),
+    devices: z.array(DeviceLiveSchema),
+  }),
+  z.object({
+    v: z.literal(1),
+    type: z.literal('delta'),
+    now: z.number(),
+    devices: z.array(DeviceLiveSchema),
+  }),
   z.object({ v: z.literal(1), type: z.literal('pong'), now: z.number(), id: z.string().optional() }),
   z.object({
     v: z.literal(1),

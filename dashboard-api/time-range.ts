@@ -16,7 +16,10 @@ export function timeParam(now: number) {
       const t = Date.parse(value)
       if (Number.isFinite(t)) return t
     }
-    ctx.addIssue({ code: 'custom', message: 'expected epoch ms, an ISO 8601 time, or a relative time like -1h' })
+    ctx.addIssue({
+      code: 'custom',
+      message: 'expected epoch ms, an ISO 8601 time, or a relative time like -1h',
+    })
     return z.NEVER
   })
 }

@@ -35,13 +35,16 @@ export const envUrl = (protocols: readonly string[]) =>
   z
     .string()
     .trim()
-    .refine((v) => {
-      try {
-        return protocols.includes(new URL(v).protocol.replace(/:$/, ''))
-      } catch {
-        return false
-      }
-    }, `expected a URL starting with ${protocols.map((p) => `${p}://`).join(' or ')}`)
+    .refine(
+      (v) => {
+        try {
+          return protocols.includes(new URL(v).protocol.replace(/:$/, ''))
+        } catch {
+          return false
+        }
+      },
+      `expected a URL starting with ${protocols.map((p) => `${p}://`).join(' or ')}`,
+    )
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError'
@@ -51,7 +54,10 @@ export class ConfigError extends Error {
   ) {
     super(
       `invalid ${component} configuration:\n${problems
-        .map((p) => `  ${p.variable}: ${p.message}${p.value === undefined ? '' : ` (got ${JSON.stringify(p.value.slice(0, 80))})`}`)
+        .map(
+          (p) =>
+            `  ${p.variable}: ${p.message}${p.value === undefined ? '' : ` (got ${JSON.stringify(p.value.slice(0, 80))})`}`,
+        )
         .join('\n')}`,
     )
   }

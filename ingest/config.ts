@@ -35,7 +35,8 @@ export const IngestEnvSchema = z
     const api = env.INFLUX_API ?? (env.INFLUX_TOKEN ? 'v2' : 'v1')
     if (api === 'v2') {
       for (const key of ['INFLUX_TOKEN', 'INFLUX_ORG', 'INFLUX_BUCKET'] as const) {
-        if (!env[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required for InfluxDB 2.x (INFLUX_API=v2)' })
+        if (!env[key])
+          ctx.addIssue({ code: 'custom', path: [key], message: 'required for InfluxDB 2.x (INFLUX_API=v2)' })
       }
     }
   })

@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api'
+import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api'
 import { z } from 'zod'
 import { DeviceIdSchema, DeviceKindSchema } from '../firmware-contracts/index.ts'
 
@@ -88,7 +88,9 @@ export class DeviceRegistry {
         latitude: Number(row.latitude),
         longitude: Number(row.longitude),
         reportingIntervalMs: Number(row.reporting_interval_ms),
-        thresholds: row.thresholds ? (JSON.parse(String(row.thresholds)) as Record<string, number>) : undefined,
+        thresholds: row.thresholds
+          ? (JSON.parse(String(row.thresholds)) as Record<string, number>)
+          : undefined,
         notes: row.notes == null ? undefined : String(row.notes),
         status: DeviceStatusSchema.parse(row.status),
         createdAt: Number(row.created_at),
@@ -119,16 +121,26 @@ export class DeviceRegistry {
     if (entry === undefined || secret === undefined) return undefined
     const ok = timingSafeEqual(this.hash(secret), entry.secretHash)
     if (!ok) return undefined
-    return entry.device.status === 'provisioned' || entry.device.status === 'active' ? entry.device : undefined
+    return entry.device.status === 'provisioned' || entry.device.status === 'active'
+      ? entry.device
+      : undefined
   }
 
   /** Registers a device and returns its secret: the only time the secret is ever shown. */
   register(input: NewDevice, actor: string): Promise<{ device: Device; secret: string }> {
     const data = NewDeviceSchema.parse(input)
     return this.serial(async () => {
-      if (this.cache.has(data.id)) throw new RegistryError('device_exists', `device ${data.id} is already registered`)
+      if (this.cache.has(data.id))
+        throw new RegistryError('device_exists', `device ${data.id} is already registered`)
       const now = Date.now()
-      const device: Device = { ...data, status: 'provisioned', createdAt: now, updatedAt: now, createdBy: actor, updatedBy: actor }
+      const device: Device = {
+        ...data,
+        status: 'provisioned',
+        createdAt: now,
+        updatedAt: now,
+        createdBy: actor,
+        updatedBy: actor,
+      }
       const secret = randomBytes(SECRET_BYTES).toString('base64url')
       const secretHash = this.hash(secret)
       await this.db.run(
@@ -168,12 +180,15 @@ export class DeviceRegistry {
       const secret = randomBytes(SECRET_BYTES).toString('base64url')
       const secretHash = this.hash(secret)
       const now = Date.now()
-      await this.db.run('UPDATE devices SET secret_hash = $hash, updated_at = $now, updated_by = $actor WHERE id = $id', {
-        hash: secretHash.toString('base64'),
-        now,
-        actor,
-        id,
-      })
+      await this.db.run(
+        'UPDATE devices SET secret_hash = $hash, updated_at = $now, updated_by = $actor WHERE id = $id',
+        {
+          hash: secretHash.toString('base64'),
+          now,
+          actor,
+          id,
+        },
+      )
       await this.audit(actor, 'rotate-secret', id, {})
       const device = { ...entry.device, updatedAt: now, updatedBy: actor }
       this.cache.set(id, { device, secretHash })
@@ -187,12 +202,15 @@ export class DeviceRegistry {
       if (entry === undefined) throw new RegistryError('device_not_found', `device ${id} is not registered`)
       if (entry.device.status === status) return entry.device
       const now = Date.now()
-      await this.db.run('UPDATE devices SET status = $status, updated_at = $now, updated_by = $actor WHERE id = $id', {
-        status,
-        now,
-        actor,
-        id,
-      })
+      await this.db.run(
+        'UPDATE devices SET status = $status, updated_at = $now, updated_by = $actor WHERE id = $id',
+        {
+          status,
+          now,
+          actor,
+          id,
+        },
+      )
       await this.audit(actor, `status:${status}`, id, { from: entry.device.status })
       const device = { ...entry.device, status, updatedAt: now, updatedBy: actor }
       this.cache.set(id, { device, secretHash: entry.secretHash })
@@ -200,9 +218,15 @@ export class DeviceRegistry {
     })
   }
 
-  async auditLog(limit = 100): Promise<Array<{ at: number; actor: string; action: string; deviceId: string | null; detail: unknown }>> {
+  async auditLog(
+    limit = 100,
+  ): Promise<Array<{ at: number; actor: string; action: string; deviceId: string | null; detail: unknown }>> {
     const rows = await this.serial(async () =>
-      (await this.db.runAndReadAll('SELECT * FROM audit_log ORDER BY occurred_at DESC LIMIT $limit', { limit })).getRowObjectsJS(),
+      (
+        await this.db.runAndReadAll('SELECT * FROM audit_log ORDER BY occurred_at DESC LIMIT $limit', {
+          limit,
+        })
+      ).getRowObjectsJS(),
     )
     return rows.map((r) => ({
       at: Number(r.occurred_at),

@@ -51,7 +51,9 @@ export class RejectionLog {
 /** Payload text for humans: truncated, never throws on invalid UTF-8. */
 export function payloadExcerpt(payload: Uint8Array | string): string {
   if (typeof payload === 'string') return payload.slice(0, MAX_PAYLOAD_EXCERPT_BYTES)
-  return Buffer.from(payload.buffer, payload.byteOffset, Math.min(payload.byteLength, MAX_PAYLOAD_EXCERPT_BYTES)).toString(
-    'utf8',
-  )
+  return Buffer.from(
+    payload.buffer,
+    payload.byteOffset,
+    Math.min(payload.byteLength, MAX_PAYLOAD_EXCERPT_BYTES),
+  ).toString('utf8')
 }

@@ -1,4 +1,16 @@
-import { closeSync, fdatasync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, write, writeFileSync } from 'node:fs'
+import {
+  closeSync,
+  fdatasync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  write,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import type { StoredReading } from './store/types.ts'
 
@@ -151,7 +163,8 @@ export class Spool {
   commit(offset: number): void {
     if (offset <= this.checkpoint) return
     this.checkpoint = offset
-    while (this.pendingHead < this.pending.length && this.pending[this.pendingHead]!.offset <= offset) this.pendingHead++
+    while (this.pendingHead < this.pending.length && this.pending[this.pendingHead]!.offset <= offset)
+      this.pendingHead++
     // Compact now and then rather than shifting per entry (Array.shift is O(n)).
     if (this.pendingHead > 4096 && this.pendingHead * 2 > this.pending.length) {
       this.pending = this.pending.slice(this.pendingHead)
@@ -232,7 +245,8 @@ export class Spool {
 
   private segmentFor(incoming: number, firstOffset: number): number {
     const current = this.segments[this.segments.length - 1]
-    if (this.fd >= 0 && current !== undefined && current.bytes + incoming <= this.options.segmentBytes) return this.fd
+    if (this.fd >= 0 && current !== undefined && current.bytes + incoming <= this.options.segmentBytes)
+      return this.fd
     if (this.fd >= 0) closeSync(this.fd)
     const path = join(this.options.dir, segmentName(firstOffset))
     this.fd = openSync(path, 'a')
@@ -291,5 +305,4 @@ export class Spool {
     this.nextOffset = maxOffset + 1
     this.dropConfirmedSegments()
   }
-
 }

@@ -108,7 +108,10 @@ export class StoreWriter {
           const first = await this.writeBatch(batch.slice(0, mid))
           return first && (await this.writeBatch(batch.slice(mid)))
         }
-        this.deps.log.warn({ err: message, batch: batch.length, retryInMs: delay }, 'store write failed; retrying')
+        this.deps.log.warn(
+          { err: message, batch: batch.length, retryInMs: delay },
+          'store write failed; retrying',
+        )
         await this.sleep(delay * (0.5 + Math.random()))
         delay = Math.min(delay * 2, this.options.retryMaxMs)
       }
@@ -118,9 +121,15 @@ export class StoreWriter {
 
   private deadLetter(entry: SpoolEntry, reason: string) {
     const r = entry.reading
-    appendFileSync(this.options.deadLetterPath, `${JSON.stringify({ at: Date.now(), reason, offset: entry.offset, reading: r })}\n`)
+    appendFileSync(
+      this.options.deadLetterPath,
+      `${JSON.stringify({ at: Date.now(), reason, offset: entry.offset, reading: r })}\n`,
+    )
     this.deps.metrics.readingsDeadLettered.inc()
-    this.deps.log.error({ deviceId: r.device, seq: r.seq, ts: r.ts, reason }, 'store refused reading; dead-lettered')
+    this.deps.log.error(
+      { deviceId: r.device, seq: r.seq, ts: r.ts, reason },
+      'store refused reading; dead-lettered',
+    )
     this.deps.bus.emit('reading.rejected', {
       deviceId: r.device,
       code: 'store_refused',

@@ -18,7 +18,12 @@ export interface PlatformConfig {
   readonly broker: BrokerConfig
   readonly ingest: IngestConfig
   readonly dashboard: DashboardConfig
-  readonly sim: { readonly enabled: boolean; readonly perKind: number; readonly intervalMs: number; readonly seed: number }
+  readonly sim: {
+    readonly enabled: boolean
+    readonly perKind: number
+    readonly intervalMs: number
+    readonly seed: number
+  }
 }
 
 /**
@@ -42,7 +47,8 @@ export function loadPlatformConfig(env: Readonly<Record<string, string | undefin
   const broker = attempt(() => brokerConfigFromEnv(env))
   const ingest = attempt(() => ingestConfigFromEnv(env))
   const dashboard = attempt(() => dashboardConfigFromEnv(env))
-  if (problems.length > 0 || !platform || !broker || !ingest || !dashboard) throw new ConfigError('platform', problems)
+  if (problems.length > 0 || !platform || !broker || !ingest || !dashboard)
+    throw new ConfigError('platform', problems)
   return {
     logLevel: platform.LOG_LEVEL,
     broker,

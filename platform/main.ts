@@ -22,7 +22,10 @@ const platform = await startPlatform(config, log).catch((err: unknown) => {
   process.exit(1)
 })
 
-const store = platform.store.kind === 'influxdb' ? platform.store.description : `embedded DuckDB store (${config.ingest.dataDir})`
+const store =
+  platform.store.kind === 'influxdb'
+    ? platform.store.description
+    : `embedded DuckDB store (${config.ingest.dataDir})`
 process.stdout.write(
   [
     '',

@@ -10,11 +10,11 @@ import { createMetrics } from '../ingest/metrics.ts'
 import { DeviceRegistry } from '../ingest/registry.ts'
 import { RejectionLog } from '../ingest/rejections.ts'
 import { Spool } from '../ingest/spool.ts'
-import { createStore } from '../ingest/store-factory.ts'
 import type { TimeSeriesStore } from '../ingest/store/types.ts'
+import { createStore } from '../ingest/store-factory.ts'
 import { StoreWriter } from '../ingest/writer.ts'
 import type { PlatformConfig } from './config.ts'
-import { startSimulatedFleet, type SimulatedFleet } from './sim-fleet.ts'
+import { type SimulatedFleet, startSimulatedFleet } from './sim-fleet.ts'
 
 export interface Platform {
   readonly mqttUrl: string
@@ -57,10 +57,13 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
   const { dataDir } = config.ingest
   mkdirSync(dataDir, { recursive: true })
   const registryKey = Buffer.from(
-    config.ingest.registryKeyHex ?? fileSecret(join(dataDir, 'registry.key'), () => randomBytes(32).toString('hex')),
+    config.ingest.registryKeyHex ??
+      fileSecret(join(dataDir, 'registry.key'), () => randomBytes(32).toString('hex')),
     'hex',
   )
-  const apiToken = config.dashboard.apiToken ?? fileSecret(join(dataDir, 'api-token'), () => randomBytes(24).toString('base64url'))
+  const apiToken =
+    config.dashboard.apiToken ??
+    fileSecret(join(dataDir, 'api-token'), () => randomBytes(24).toString('base64url'))
 
   const bus = new PlatformBus()
   const metrics = createMetrics({ defaultMetrics: true })
@@ -78,7 +81,8 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
     cleanup.unshift(() => store.close())
     const spool = Spool.open({ dir: join(dataDir, 'spool'), ...config.ingest.spool })
     cleanup.unshift(() => spool.close())
-    if (spool.pendingCount > 0) log.info({ readings: spool.pendingCount }, 'replaying spooled readings into the store')
+    if (spool.pendingCount > 0)
+      log.info({ readings: spool.pendingCount }, 'replaying spooled readings into the store')
     const writer = new StoreWriter(
       spool,
       store,
@@ -124,7 +128,11 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
       await fleet?.stop()
       await broker.stop()
       const drained = await spool.whenDrained(options.flushTimeoutMs ?? 10_000)
-      if (!drained) log.warn({ pending: spool.pendingCount }, 'store did not take everything in time; kept in the spool for the next start')
+      if (!drained)
+        log.warn(
+          { pending: spool.pendingCount },
+          'store did not take everything in time; kept in the spool for the next start',
+        )
       await writer.stop()
       await app.close()
       live.close()
@@ -148,7 +156,10 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
       stop,
     }
   } catch (err) {
-    for (const fn of cleanup) await Promise.resolve().then(fn).catch(() => undefined)
+    for (const fn of cleanup)
+      await Promise.resolve()
+        .then(fn)
+        .catch(() => undefined)
     throw err
   }
 }

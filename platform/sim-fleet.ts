@@ -33,7 +33,12 @@ export async function startSimulatedFleet(options: {
       : await options.registry.register(spec, 'simulator')
     devices.push({ ...spec, secret })
   }
-  const sim = await startSimulator({ url: options.mqttUrl, devices, seed: options.seed, intervalMs: options.intervalMs })
+  const sim = await startSimulator({
+    url: options.mqttUrl,
+    devices,
+    seed: options.seed,
+    intervalMs: options.intervalMs,
+  })
   options.log.info({ devices: devices.length, intervalMs: options.intervalMs }, 'simulated fleet started')
   return { deviceIds: devices.map((d) => d.id), stop: () => sim.stop() }
 }

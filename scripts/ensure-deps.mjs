@@ -26,7 +26,9 @@ if (process.argv.includes('--system')) {
     const pkgs = missing.map(([, pkg]) => pkg)
     const isRoot = process.getuid?.() === 0
     if (!isRoot && !has('sudo')) {
-      console.error(`The tests need Debian packages: ${pkgs.join(' ')}. Install them with: apt-get install -y ${pkgs.join(' ')}`)
+      console.error(
+        `The tests need Debian packages: ${pkgs.join(' ')}. Install them with: apt-get install -y ${pkgs.join(' ')}`,
+      )
       process.exit(1)
     }
     const apt = (...args) =>

@@ -62,7 +62,10 @@ for (const storeKind of ['influxdb', 'duckdb'] as const) {
 
       if (influx) {
         const rows = await eventually(async () => {
-          const r = await influxQuery(influx!, `SELECT * FROM "river-level" WHERE "device" = '${RIVER_DEVICE.id}'`)
+          const r = await influxQuery(
+            influx!,
+            `SELECT * FROM "river-level" WHERE "device" = '${RIVER_DEVICE.id}'`,
+          )
           return r.length > 0 ? r : undefined
         })
         expect(rows).toHaveLength(1)
@@ -141,7 +144,10 @@ for (const storeKind of ['influxdb', 'duckdb'] as const) {
       // A valid reading after them is stored, and nothing of the invalid ones is.
       await publishQos1(device, `devices/${id}/telemetry`, JSON.stringify({ seq: 3, waterLevel: 42 }))
       const stored = await eventually(async () => {
-        const r = await platform.api<{ readings: Array<{ seq: number }> }>('GET', `/api/v1/devices/${id}/readings?from=-1h`)
+        const r = await platform.api<{ readings: Array<{ seq: number }> }>(
+          'GET',
+          `/api/v1/devices/${id}/readings?from=-1h`,
+        )
         return r.body.readings.length > 0 ? r.body.readings : undefined
       })
       expect(stored.map((r) => r.seq)).toEqual([3])
@@ -160,7 +166,9 @@ for (const storeKind of ['influxdb', 'duckdb'] as const) {
       const device = await connectDevice(platform.mqttUrl, a, secretA)
       // mqtt.js reports a refused subscription as an error that carries the SUBACK.
       const suback = await new Promise<{ granted?: number[] }>((resolve) =>
-        device.subscribe('#', { qos: 1 }, (err) => resolve((err as { packet?: { granted?: number[] } })?.packet ?? {})),
+        device.subscribe('#', { qos: 1 }, (err) =>
+          resolve((err as { packet?: { granted?: number[] } })?.packet ?? {}),
+        ),
       )
       expect(suback.granted).toEqual([128])
       expect(device.connected).toBe(true)

@@ -24,7 +24,10 @@ export function wallAssets(): Promise<WallAssets> {
       legalComments: 'none',
     })
     const js = result.outputFiles[0]?.text ?? ''
-    const [html, css] = await Promise.all([readFile(`${dir}index.html`, 'utf8'), readFile(`${dir}wall.css`, 'utf8')])
+    const [html, css] = await Promise.all([
+      readFile(`${dir}index.html`, 'utf8'),
+      readFile(`${dir}wall.css`, 'utf8'),
+    ])
     return { html, js, css }
   })()
   return cached

@@ -69,7 +69,9 @@ function ago(ms: number): string {
 }
 
 function fmt(value: number | undefined, digits = 0): string {
-  return value === undefined ? '–' : value.toLocaleString(lang === 'id' ? 'id-ID' : 'en-GB', { maximumFractionDigits: digits })
+  return value === undefined
+    ? '–'
+    : value.toLocaleString(lang === 'id' ? 'id-ID' : 'en-GB', { maximumFractionDigits: digits })
 }
 
 function mainValue(d: DeviceLive): { value: string; unit: string; extra: string; level?: string } {
@@ -78,7 +80,12 @@ function mainValue(d: DeviceLive): { value: string; unit: string; extra: string;
     case 'river-level': {
       const t = d.thresholds ?? {}
       const level = RIVER_LEVELS.find((l) => t[l] !== undefined && (f.waterLevel ?? -Infinity) >= t[l]!)
-      return { value: fmt(f.waterLevel), unit: 'cm', extra: f.flow === undefined ? '' : `${fmt(f.flow, 1)} m³/s`, level }
+      return {
+        value: fmt(f.waterLevel),
+        unit: 'cm',
+        extra: f.flow === undefined ? '' : `${fmt(f.flow, 1)} m³/s`,
+        level,
+      }
     }
     case 'rain-gauge':
       return { value: fmt(f.rainfall, 1), unit: 'mm', extra: '' }
@@ -89,7 +96,11 @@ function mainValue(d: DeviceLive): { value: string; unit: string; extra: string;
         extra: `PM10 ${fmt(f.pm10)} · ${fmt(f.temperature, 1)} °C · ${fmt(f.relativeHumidity)}%`,
       }
     case 'crowd-counter':
-      return { value: fmt(f.occupancy), unit: TEXT.people, extra: `${TEXT.inOut} ${fmt(f.peopleIn)}/${fmt(f.peopleOut)}` }
+      return {
+        value: fmt(f.occupancy),
+        unit: TEXT.people,
+        extra: `${TEXT.inOut} ${fmt(f.peopleIn)}/${fmt(f.peopleOut)}`,
+      }
   }
 }
 
@@ -98,7 +109,9 @@ function render() {
   const root = document.getElementById('kinds')!
   const sections: string[] = []
   for (const kind of KIND_ORDER) {
-    const list = [...devices.values()].filter((d) => d.kind === kind).sort((a, b) => a.name.localeCompare(b.name))
+    const list = [...devices.values()]
+      .filter((d) => d.kind === kind)
+      .sort((a, b) => a.name.localeCompare(b.name))
     if (list.length === 0) continue
     const tiles = list.map((d) => {
       const v = mainValue(d)
@@ -123,13 +136,18 @@ function render() {
     sections.push(`<section><h2>${TEXT.kinds[kind]}</h2><div class="tiles">${tiles.join('')}</div></section>`)
   }
   root.innerHTML = sections.join('')
-  document.getElementById('age')!.textContent = lastMessageAt ? TEXT.updated(ago(Date.now() - lastMessageAt)) : ''
-  document.getElementById('clock')!.textContent = new Date(now).toLocaleTimeString(lang === 'id' ? 'id-ID' : 'en-GB', {
-    timeZone: 'Asia/Makassar',
-    hour: '2-digit',
-    minute: '2-digit',
-    second: '2-digit',
-  }) + ' WITA'
+  document.getElementById('age')!.textContent = lastMessageAt
+    ? TEXT.updated(ago(Date.now() - lastMessageAt))
+    : ''
+  document.getElementById('clock')!.textContent = `${new Date(now).toLocaleTimeString(
+    lang === 'id' ? 'id-ID' : 'en-GB',
+    {
+      timeZone: 'Asia/Makassar',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    },
+  )} WITA`
 }
 
 function esc(s: string): string {

@@ -78,14 +78,22 @@ export const RIVER_DEVICE = {
 } as const
 
 /** Registers a device through the REST API, as an installer would, and returns its secret. */
-export async function registerDevice(platform: TestPlatform, device: Record<string, unknown>): Promise<string> {
+export async function registerDevice(
+  platform: TestPlatform,
+  device: Record<string, unknown>,
+): Promise<string> {
   const res = await platform.api<{ secret: string }>('POST', '/api/v1/devices', device)
   if (res.status !== 201) throw new Error(`register failed: ${res.status} ${JSON.stringify(res.body)}`)
   return res.body.secret
 }
 
 /** A real mqtt.js device client; rejects with the CONNACK error when refused. */
-export function connectDevice(url: string, id: string, secret: string, extra: IClientOptions = {}): Promise<MqttClient> {
+export function connectDevice(
+  url: string,
+  id: string,
+  secret: string,
+  extra: IClientOptions = {},
+): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(url, {
       clientId: id,
@@ -144,7 +152,11 @@ export async function openLive(httpUrl: string, query = '') {
 }
 
 /** Polls until `fn` returns a value other than undefined (bounded). */
-export async function eventually<T>(fn: () => Promise<T | undefined>, timeoutMs = 10_000, everyMs = 50): Promise<T> {
+export async function eventually<T>(
+  fn: () => Promise<T | undefined>,
+  timeoutMs = 10_000,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   while (Date.now() < deadline) {
@@ -160,5 +172,7 @@ export async function eventually<T>(fn: () => Promise<T | undefined>, timeoutMs 
 }
 
 export function publishQos1(client: MqttClient, topic: string, payload: string | Buffer): Promise<void> {
-  return new Promise((resolve, reject) => client.publish(topic, payload, { qos: 1 }, (err) => (err ? reject(err) : resolve())))
+  return new Promise((resolve, reject) =>
+    client.publish(topic, payload, { qos: 1 }, (err) => (err ? reject(err) : resolve())),
+  )
 }

@@ -17,7 +17,11 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 
 function registryError(err: unknown): never {
   if (err instanceof RegistryError) {
-    throw new HttpError(err.code === 'device_not_found' ? 404 : 409, err.code === 'device_not_found' ? 'not_found' : 'conflict', err.message)
+    throw new HttpError(
+      err.code === 'device_not_found' ? 404 : 409,
+      err.code === 'device_not_found' ? 'not_found' : 'conflict',
+      err.message,
+    )
   }
   throw err
 }
@@ -90,7 +94,10 @@ export default async function devicesRoutes(app: FastifyInstance) {
       const readings = await store.queryDevice({ kind: device.kind, device: id, from, to, limit: q.limit })
       return { device: id, kind: device.kind, from, to, count: readings.length, readings }
     } catch (err) {
-      if (err instanceof StoreWriteError || (err instanceof Error && /ECONNREFUSED|fetch failed|timeout/i.test(err.message))) {
+      if (
+        err instanceof StoreWriteError ||
+        (err instanceof Error && /ECONNREFUSED|fetch failed|timeout/i.test(err.message))
+      ) {
         throw new HttpError(503, 'store_unavailable')
       }
       throw err

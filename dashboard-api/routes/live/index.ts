@@ -16,7 +16,8 @@ export default async function liveRoutes(app: FastifyInstance) {
         }
         if (displayToken !== undefined) {
           const given = (req.query as Record<string, unknown>).token
-          if (typeof given !== 'string' || !tokenMatches(given, displayToken)) throw new HttpError(401, 'unauthorized')
+          if (typeof given !== 'string' || !tokenMatches(given, displayToken))
+            throw new HttpError(401, 'unauthorized')
         }
       },
     },

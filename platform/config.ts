@@ -9,7 +9,7 @@ export const PlatformEnvSchema = z.object({
   /** Start a simulated fleet inside the platform process (demo, trials). */
   SIM_ENABLED: envBool.default(true),
   SIM_DEVICES_PER_KIND: envInt(1, 1000).default(3),
-  SIM_INTERVAL_MS: envInt(200, 3_600_000).default(5000),
+  SIM_INTERVAL_MS: envInt(1000, 3_600_000).default(5000),
   SIM_SEED: envInt(0, 2 ** 31 - 1).default(20261123),
 })
 

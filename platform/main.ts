@@ -45,4 +45,5 @@ closeWithGrace({ delay: 20_000 }, async ({ signal, err }) => {
   if (err) log.error({ err }, 'stopping after an error')
   else log.info({ signal }, 'stopping')
   await platform.stop()
+  log.info('stopped; every accepted reading is in the store or the spool')
 })

@@ -1,0 +1,120 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { launchChromium } from './helpers/browser.ts'
+
+const ROOT = new URL('..', import.meta.url).pathname
+
+function startMain(env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'platform/main.ts'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (d) => {
+    stdout += d
+  })
+  child.stderr!.on('data', (d) => {
+    stderr += d
+  })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  return { child, exited, out: () => stdout, err: () => stderr }
+}
+
+async function waitForLine(
+  read: () => string,
+  pattern: RegExp,
+  child: ChildProcess,
+  timeoutMs = 30_000,
+): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline && child.exitCode === null) {
+    const m = read().match(pattern)
+    if (m) return m
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`no line matching ${pattern} (exit code ${child.exitCode}); output:\n${read().slice(-3000)}`)
+}
+
+describe('npm start (platform/main.ts)', () => {
+  let dataDir: string
+  let main: ReturnType<typeof startMain>
+  let child: ChildProcess
+
+  beforeAll(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'main-test-'))
+  })
+  afterAll(() => {
+    if (child && child.exitCode === null) child.kill('SIGKILL')
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  it('starts everything, prints a wall display URL whose page shows live simulated values, and stops gracefully', async () => {
+    main = startMain({
+      MQTT_HOST: '127.0.0.1',
+      MQTT_PORT: '0',
+      HTTP_HOST: '127.0.0.1',
+      HTTP_PORT: '0',
+      DATA_DIR: dataDir,
+      SIM_INTERVAL_MS: '1000',
+      SIM_DEVICES_PER_KIND: '2',
+      LIVE_INTERVAL_MS: '200',
+    })
+    child = main.child
+    const [, wallUrl] = await waitForLine(() => main.out() + main.err(), /Wall display:\s+(http:\/\/\S+)/, main.child)
+    expect(main.out()).toMatch(/Store:\s+embedded DuckDB store/)
+    expect(main.out()).toMatch(/Simulator:\s+8 simulated devices/)
+
+    const browser = await launchChromium()
+    try {
+      const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } })
+      await page.goto(wallUrl!)
+      await page.waitForSelector('.conn-up', { timeout: 20_000 })
+      await page.locator('[data-device="dps-river-001"] [data-value]').waitFor({ timeout: 20_000 })
+      const values = () =>
+        page
+          .locator('[data-device] [data-value]')
+          .allInnerTexts()
+          .then((a) => a.join(' | '))
+      // A marker on window survives only if the page is never reloaded.
+      await page.evaluate(() => Object.assign(window, { __noReload: true }))
+      const before = await waitForText(values, (t) => /\d/.test(t))
+      const after = await waitForText(values, (t) => t !== before)
+      expect(after).not.toBe(before)
+      expect(await page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload)).toBe(true)
+      expect(await page.locator('[data-device]').count()).toBe(8)
+      await page.screenshot({ path: join(dataDir, 'wall.png') })
+    } finally {
+      await browser.close()
+    }
+
+    main.child.kill('SIGTERM')
+    const code = await main.exited
+    expect(code).toBe(0)
+    expect(main.out() + main.err()).toMatch(/stopped; every accepted reading is in the store or the spool/)
+  })
+
+  it('refuses to start with a bad variable, naming it and what it expects', async () => {
+    const bad = startMain({ MQTT_PORT: 'eighteen-eighty-three', INFLUX_URL: 'ftp://nope', DATA_DIR: dataDir })
+    const code = await bad.exited
+    expect(code).toBe(78)
+    expect(bad.err()).toMatch(/MQTT_PORT: expected a whole number from 0 to 65535 \(got "eighteen-eighty-three"\)/)
+    expect(bad.err()).toMatch(/INFLUX_URL: expected a URL starting with http:\/\/ or https:\/\//)
+    expect(bad.out()).not.toMatch(/is running/)
+  })
+})
+
+async function waitForText(read: () => Promise<string>, ok: (t: string) => boolean, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs
+  let last = ''
+  while (Date.now() < deadline) {
+    last = await read()
+    if (ok(last)) return last
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  throw new Error(`text did not reach the expected state within ${timeoutMs} ms; last: ${last.slice(0, 300)}`)
+}

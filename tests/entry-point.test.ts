@@ -37,7 +37,9 @@ async function waitForLine(
     if (m) return m
     await new Promise((r) => setTimeout(r, 100))
   }
-  throw new Error(`no line matching ${pattern} (exit code ${child.exitCode}); output:\n${read().slice(-3000)}`)
+  throw new Error(
+    `no line matching ${pattern} (exit code ${child.exitCode}); output:\n${read().slice(-3000)}`,
+  )
 }
 
 describe('npm start (platform/main.ts)', () => {
@@ -65,7 +67,11 @@ describe('npm start (platform/main.ts)', () => {
       LIVE_INTERVAL_MS: '200',
     })
     child = main.child
-    const [, wallUrl] = await waitForLine(() => main.out() + main.err(), /Wall display:\s+(http:\/\/\S+)/, main.child)
+    const [, wallUrl] = await waitForLine(
+      () => main.out() + main.err(),
+      /Wall display:\s+(http:\/\/\S+)/,
+      main.child,
+    )
     expect(main.out()).toMatch(/Store:\s+embedded DuckDB store/)
     expect(main.out()).toMatch(/Simulator:\s+8 simulated devices/)
 
@@ -102,7 +108,9 @@ describe('npm start (platform/main.ts)', () => {
     const bad = startMain({ MQTT_PORT: 'eighteen-eighty-three', INFLUX_URL: 'ftp://nope', DATA_DIR: dataDir })
     const code = await bad.exited
     expect(code).toBe(78)
-    expect(bad.err()).toMatch(/MQTT_PORT: expected a whole number from 0 to 65535 \(got "eighteen-eighty-three"\)/)
+    expect(bad.err()).toMatch(
+      /MQTT_PORT: expected a whole number from 0 to 65535 \(got "eighteen-eighty-three"\)/,
+    )
     expect(bad.err()).toMatch(/INFLUX_URL: expected a URL starting with http:\/\/ or https:\/\//)
     expect(bad.out()).not.toMatch(/is running/)
   })

@@ -31,6 +31,8 @@ export interface DashboardDeps {
   /** Ingest health for /health: readings waiting in the spool and the writer's last error. */
   readonly ingestStatus: () => {
     pending: number
+    spoolNearLimit?: boolean
+    backPressure?: boolean
     lastError?: { message: string; at: number; retryable: boolean }
   }
   readonly log: Logger

@@ -17,7 +17,7 @@ export const IngestEnvSchema = z
     INFLUX_USERNAME: z.string().min(1).optional(),
     INFLUX_PASSWORD: z.string().min(1).optional(),
     INFLUX_TIMEOUT_MS: envInt(1000, 600_000).default(10_000),
-    SPOOL_MAX_PENDING_READINGS: envInt(1000, 50_000_000).default(500_000),
+    SPOOL_MAX_MEMORY_READINGS: envInt(1000, 50_000_000).default(200_000),
     SPOOL_MAX_BYTES: envInt(1_000_000, Number.MAX_SAFE_INTEGER).default(4 * 1024 ** 3),
     SPOOL_SEGMENT_BYTES: envInt(65_536, 1024 ** 3).default(64 * 1024 ** 2),
     WRITER_BATCH_SIZE: envInt(1, 100_000).default(5000),
@@ -63,7 +63,7 @@ export type InfluxConfig =
 export interface IngestConfig {
   readonly dataDir: string
   readonly influx: InfluxConfig | undefined
-  readonly spool: { maxPendingReadings: number; maxBytes: number; segmentBytes: number }
+  readonly spool: { maxMemoryReadings: number; maxBytes: number; segmentBytes: number }
   readonly writer: { batchSize: number; maxBatchWaitMs: number }
   readonly maxFutureSkewMs: number
   readonly maxPayloadBytes: number
@@ -99,7 +99,7 @@ export function ingestConfigFromEnv(env: Readonly<Record<string, string | undefi
     dataDir: resolve(e.DATA_DIR),
     influx,
     spool: {
-      maxPendingReadings: e.SPOOL_MAX_PENDING_READINGS,
+      maxMemoryReadings: e.SPOOL_MAX_MEMORY_READINGS,
       maxBytes: e.SPOOL_MAX_BYTES,
       segmentBytes: e.SPOOL_SEGMENT_BYTES,
     },

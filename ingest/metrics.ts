@@ -4,8 +4,15 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
  * One registry per platform instance (tests start several platforms in one process, so the global
  * default registry would mix them).
  */
+export interface SpoolGaugeSource {
+  readonly pendingCount: number
+  readonly diskBytes: number
+  readonly maxBytes: number
+}
+
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry()
+  let spoolSource: () => SpoolGaugeSource | undefined = () => undefined
   if (options.defaultMetrics) collectDefaultMetrics({ register: registry })
   return {
     registry,
@@ -41,12 +48,30 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       name: 'ingest_spool_pending_readings',
       help: 'Readings durable in the spool and not yet confirmed by the store',
       registers: [registry],
+      collect() {
+        this.set(spoolSource()?.pendingCount ?? 0)
+      },
     }),
     spoolBytes: new Gauge({
       name: 'ingest_spool_bytes',
       help: 'Bytes of spool segments on disk',
       registers: [registry],
+      collect() {
+        this.set(spoolSource()?.diskBytes ?? 0)
+      },
     }),
+    spoolLimitBytes: new Gauge({
+      name: 'ingest_spool_limit_bytes',
+      help: 'Spool disk limit; past it devices are slowed down (delayed PUBACK)',
+      registers: [registry],
+      collect() {
+        this.set(spoolSource()?.maxBytes ?? 0)
+      },
+    }),
+    /** Lets the spool gauges read the live spool at scrape time (they stay right during a store outage). */
+    observeSpool(source: () => SpoolGaugeSource) {
+      spoolSource = source
+    },
     spoolCommitSeconds: new Histogram({
       name: 'ingest_spool_group_commit_seconds',
       help: 'Time of one group commit (write + fdatasync)',

@@ -11,6 +11,7 @@ import {
   write,
   writeFileSync,
 } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { StoredReading } from './store/types.ts'
 
@@ -19,11 +20,11 @@ export interface SpoolOptions {
   /** A segment file is closed and a new one started past this size. */
   readonly segmentBytes: number
   /**
-   * Readings durable in the spool but not yet confirmed by the store, held in memory for the writer.
-   * Past this, appends wait (and so do the devices' PUBACKs): devices slow down, nothing is dropped.
+   * Readings waiting for the store that are also kept in memory for the writer. Past this (a long store
+   * outage), new readings stay on disk only and the writer reads them back: memory stays bounded.
    */
-  readonly maxPendingReadings: number
-  /** Disk use past which `append` waits, like the memory bound. */
+  readonly maxMemoryReadings: number
+  /** Disk use past which appends wait (and so do the devices' PUBACKs): devices slow down, nothing is dropped. */
   readonly maxBytes: number
 }
 
@@ -43,8 +44,17 @@ interface Segment {
   bytes: number
 }
 
+/** Where the writer reads back readings that are on disk only. */
+interface DiskCursor {
+  segmentFirstOffset: number
+  bytePos: number
+  /** Next offset the cursor will hand out. */
+  nextOffset: number
+}
+
 const SEGMENT_RE = /^seg-(\d{16})\.log$/
 const CHECKPOINT = 'checkpoint.json'
+const READ_CHUNK_BYTES = 1024 * 1024
 
 function segmentName(firstOffset: number) {
   return `seg-${String(firstOffset).padStart(16, '0')}.log`
@@ -71,14 +81,21 @@ function datasync(fd: number): Promise<void> {
  *
  * Appends from all devices that arrive while a commit is running are written and fdatasync'd together
  * (group commit), so one fsync serves many readings. An append's promise resolves only after its bytes
- * are on disk; that is when the broker may acknowledge. The store writer takes committed readings in
+ * are on disk; that is when the broker may acknowledge. The store writer reads durable readings in
  * offset order and calls `commit(offset)` once the store confirmed them; segments wholly below the
- * checkpoint are deleted. On open, everything past the checkpoint is replayed (writes are idempotent).
+ * checkpoint are deleted. Offsets are contiguous, so "pending" is simply durable − checkpoint.
+ *
+ * While the store keeps up, the writer is fed from memory. When more than `maxMemoryReadings` wait, the
+ * spool stops keeping copies in memory and the writer reads the backlog back from the segment files;
+ * once it has caught up, memory feeding resumes. On open, everything past the checkpoint is replayed
+ * from disk (re-writing a stored reading is harmless: same identity).
  */
 export class Spool {
   private readonly segments: Segment[] = []
   private fd = -1
   private nextOffset = 0
+  /** Highest offset that is fdatasync'd. */
+  private durable = -1
   private checkpoint = -1
   private lastCheckpointWritten = -1
 
@@ -89,10 +106,14 @@ export class Spool {
   private closed = false
   private failure: Error | undefined
 
-  /** Committed to disk, not yet confirmed by the store, in offset order. */
-  private pending: SpoolEntry[] = []
-  private pendingHead = 0
-  /** Appends that are durable but wait for room (back-pressure). */
+  /** In-memory copies of durable, unconfirmed readings, contiguous from `memory[memoryHead]`. */
+  private memory: SpoolEntry[] = []
+  private memoryHead = 0
+  /** Defined while readings from this offset on are on disk only. */
+  private spilledFrom: number | undefined
+  private cursor: DiskCursor | undefined
+
+  /** Durable appends waiting for disk room (back-pressure). */
   private held: Waiter[] = []
   private availableListeners = new Set<() => void>()
   private idleWaiters: Array<() => void> = []
@@ -128,9 +149,14 @@ export class Spool {
     })
   }
 
-  /** Readings not yet confirmed by the store. */
+  /** Durable readings not yet confirmed by the store. */
   get pendingCount(): number {
-    return this.pending.length - this.pendingHead
+    return this.durable - this.checkpoint
+  }
+
+  /** Pending readings held in memory (the rest are read back from disk). */
+  get memoryCount(): number {
+    return this.memory.length - this.memoryHead
   }
 
   get diskBytes(): number {
@@ -139,18 +165,31 @@ export class Spool {
     return total
   }
 
+  get maxBytes(): number {
+    return this.options.maxBytes
+  }
+
   get checkpointOffset(): number {
     return this.checkpoint
   }
 
-  /** Up to `max` readings after `afterOffset`, in offset order, without removing them. */
-  peek(max: number, afterOffset = -1): SpoolEntry[] {
+  /** Appends are waiting for disk room. */
+  get backPressured(): boolean {
+    return this.held.length > 0
+  }
+
+  /**
+   * Up to `max` durable readings after `afterOffset`, in offset order, without removing them: from memory
+   * when they are there, otherwise read back from the segment files.
+   */
+  async read(max: number, afterOffset: number): Promise<SpoolEntry[]> {
     const out: SpoolEntry[] = []
-    for (let i = this.pendingHead; i < this.pending.length && out.length < max; i++) {
-      const entry = this.pending[i]!
+    for (let i = this.memoryHead; i < this.memory.length && out.length < max; i++) {
+      const entry = this.memory[i]!
       if (entry.offset > afterOffset) out.push(entry)
     }
-    return out
+    if (out.length > 0 || this.spilledFrom === undefined) return out
+    return this.readFromDisk(max, Math.max(afterOffset + 1, this.spilledFrom))
   }
 
   /** Calls `listener` whenever new readings became durable. Returns an unsubscribe function. */
@@ -162,25 +201,24 @@ export class Spool {
   /** The store confirmed every reading up to and including `offset`. */
   commit(offset: number): void {
     if (offset <= this.checkpoint) return
-    this.checkpoint = offset
-    while (this.pendingHead < this.pending.length && this.pending[this.pendingHead]!.offset <= offset)
-      this.pendingHead++
+    this.checkpoint = Math.min(offset, this.durable)
+    while (this.memoryHead < this.memory.length && this.memory[this.memoryHead]!.offset <= this.checkpoint) {
+      this.memoryHead++
+    }
     // Compact now and then rather than shifting per entry (Array.shift is O(n)).
-    if (this.pendingHead > 4096 && this.pendingHead * 2 > this.pending.length) {
-      this.pending = this.pending.slice(this.pendingHead)
-      this.pendingHead = 0
+    if (this.memoryHead > 4096 && this.memoryHead * 2 > this.memory.length) {
+      this.memory = this.memory.slice(this.memoryHead)
+      this.memoryHead = 0
     }
     this.writeCheckpoint()
     this.dropConfirmedSegments()
     this.releaseHeld()
-    if (this.pendingCount === 0 && this.buffered.length === 0 && !this.flushing) {
-      for (const w of this.idleWaiters.splice(0)) w()
-    }
+    if (this.isIdle()) for (const w of this.idleWaiters.splice(0)) w()
   }
 
   /** Resolves once everything appended so far is confirmed by the store (or the timeout passes). */
   whenDrained(timeoutMs: number): Promise<boolean> {
-    if (this.pendingCount === 0 && this.buffered.length === 0 && !this.flushing) return Promise.resolve(true)
+    if (this.isIdle()) return Promise.resolve(true)
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.idleWaiters = this.idleWaiters.filter((w) => w !== done)
@@ -202,6 +240,10 @@ export class Spool {
     if (this.fd >= 0) closeSync(this.fd)
     this.fd = -1
     this.writeCheckpoint()
+  }
+
+  private isIdle() {
+    return this.pendingCount === 0 && this.buffered.length === 0 && !this.flushing
   }
 
   private async flush(): Promise<void> {
@@ -226,7 +268,15 @@ export class Spool {
         this.bufferedEntries = []
         break
       }
-      for (const e of entries) this.pending.push(e)
+      this.durable = entries[entries.length - 1]!.offset
+      if (
+        this.spilledFrom === undefined &&
+        this.memoryCount + entries.length <= this.options.maxMemoryReadings
+      ) {
+        for (const e of entries) this.memory.push(e)
+      } else {
+        this.spilledFrom ??= entries[0]!.offset
+      }
       if (this.hasRoom()) for (const w of waiters) w.resolve()
       else for (const w of waiters) this.held.push(w)
       for (const listener of this.availableListeners) listener()
@@ -234,8 +284,80 @@ export class Spool {
     this.flushing = false
   }
 
+  /** Reads durable readings from `from` on out of the segment files, continuing where the last read stopped. */
+  private async readFromDisk(max: number, from: number): Promise<SpoolEntry[]> {
+    const out: SpoolEntry[] = []
+    if (from > this.durable) return out
+    let cursor = this.cursor
+    if (
+      cursor === undefined ||
+      cursor.nextOffset !== from ||
+      !this.segments.some((s) => s.firstOffset === cursor!.segmentFirstOffset)
+    ) {
+      const seg = [...this.segments].reverse().find((s) => s.firstOffset <= from) ?? this.segments[0]
+      if (seg === undefined) return out
+      cursor = { segmentFirstOffset: seg.firstOffset, bytePos: 0, nextOffset: from }
+    }
+    while (out.length < max) {
+      const index = this.segments.findIndex((s) => s.firstOffset === cursor.segmentFirstOffset)
+      const seg = this.segments[index]
+      if (seg === undefined) break
+      const handle = await open(seg.path, 'r')
+      let chunk: Buffer
+      let eof: boolean
+      try {
+        const buf = Buffer.allocUnsafe(READ_CHUNK_BYTES)
+        const { bytesRead } = await handle.read(buf, 0, buf.length, cursor.bytePos)
+        chunk = buf.subarray(0, bytesRead)
+        eof = bytesRead < buf.length
+      } finally {
+        await handle.close()
+      }
+      let pos = 0
+      let stop = false
+      while (out.length < max) {
+        const nl = chunk.indexOf(10, pos)
+        if (nl < 0) break
+        let parsed: { o: number; r: StoredReading } | undefined
+        try {
+          parsed = JSON.parse(chunk.toString('utf8', pos, nl))
+        } catch {
+          parsed = undefined
+        }
+        // A torn line (from a crash) was never acknowledged: skip it. Offsets past `durable` are not ours yet.
+        if (parsed !== undefined && parsed.o > this.durable) {
+          stop = true
+          break
+        }
+        pos = nl + 1
+        if (parsed !== undefined && parsed.o >= cursor.nextOffset) {
+          out.push({ offset: parsed.o, reading: parsed.r })
+          cursor.nextOffset = parsed.o + 1
+        }
+      }
+      cursor.bytePos += pos
+      if (stop || out.length >= max) break
+      if (eof) {
+        // What is left of an older segment is a torn line from a crash: go on with the next one.
+        const next = this.segments[index + 1]
+        if (next === undefined) break
+        cursor.segmentFirstOffset = next.firstOffset
+        cursor.bytePos = 0
+      } else if (pos === 0) {
+        break
+      }
+    }
+    this.cursor = cursor
+    // Caught up with everything durable: feed the writer from memory again.
+    if (cursor.nextOffset > this.durable && !this.flushing) {
+      this.spilledFrom = undefined
+      this.cursor = undefined
+    }
+    return out
+  }
+
   private hasRoom(): boolean {
-    return this.pendingCount < this.options.maxPendingReadings && this.diskBytes < this.options.maxBytes
+    return this.diskBytes < this.options.maxBytes
   }
 
   private releaseHeld() {
@@ -283,26 +405,29 @@ export class Spool {
       .map((name) => ({ name, m: SEGMENT_RE.exec(name) }))
       .filter((f): f is { name: string; m: RegExpExecArray } => f.m !== null)
       .sort((a, b) => a.name.localeCompare(b.name))
-    let maxOffset = this.checkpoint
     for (const f of files) {
       const path = join(this.options.dir, f.name)
-      const text = readFileSync(path, 'utf8')
       this.segments.push({ firstOffset: Number(f.m[1]), path, bytes: statSync(path).size })
-      for (const line of text.split('\n')) {
-        if (line.length === 0) continue
-        let parsed: { o: number; r: StoredReading }
+    }
+    // Only the newest segment is read here, for its last complete line; the backlog is read lazily.
+    let last = this.checkpoint
+    for (let i = this.segments.length - 1; i >= 0 && last === this.checkpoint; i--) {
+      const lines = readFileSync(this.segments[i]!.path, 'utf8').split('\n')
+      for (let j = lines.length - 1; j >= 0; j--) {
         try {
-          parsed = JSON.parse(line)
+          const parsed = JSON.parse(lines[j]!) as { o: number }
+          if (typeof parsed.o === 'number') {
+            last = Math.max(last, parsed.o)
+            break
+          }
         } catch {
-          // A torn last line from a crash mid-write: it was never fsync'd, so never acknowledged.
-          continue
+          // torn or empty line
         }
-        if (parsed.o > maxOffset) maxOffset = parsed.o
-        if (parsed.o > this.checkpoint) this.pending.push({ offset: parsed.o, reading: parsed.r })
       }
     }
-    this.pending.sort((a, b) => a.offset - b.offset)
-    this.nextOffset = maxOffset + 1
+    this.durable = last
+    this.nextOffset = last + 1
+    if (this.durable > this.checkpoint) this.spilledFrom = this.checkpoint + 1
     this.dropConfirmedSegments()
   }
 }

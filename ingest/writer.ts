@@ -30,6 +30,7 @@ export class StoreWriter {
   private unsubscribe: (() => void) | undefined
   private sleepTimer: NodeJS.Timeout | undefined
   private lastError: { message: string; at: number; retryable: boolean } | undefined
+  private nearLimit = false
 
   constructor(
     private readonly spool: Spool,
@@ -57,7 +58,33 @@ export class StoreWriter {
   }
 
   get status() {
-    return { pending: this.spool.pendingCount, lastError: this.lastError }
+    return {
+      pending: this.spool.pendingCount,
+      spoolBytes: this.spool.diskBytes,
+      spoolLimitBytes: this.spool.maxBytes,
+      spoolNearLimit: this.nearLimit,
+      backPressure: this.spool.backPressured,
+      lastError: this.lastError,
+    }
+  }
+
+  /** Warns once when the spool passes 80% of its disk limit, and once when it is back under 60%. */
+  private checkSpoolPressure() {
+    const share = this.spool.diskBytes / this.spool.maxBytes
+    if (!this.nearLimit && share >= 0.8) {
+      this.nearLimit = true
+      this.deps.log.warn(
+        {
+          spoolBytes: this.spool.diskBytes,
+          limitBytes: this.spool.maxBytes,
+          pending: this.spool.pendingCount,
+        },
+        'spool is near its disk limit; devices will be slowed down when it is reached',
+      )
+    } else if (this.nearLimit && share < 0.6) {
+      this.nearLimit = false
+      this.deps.log.info({ spoolBytes: this.spool.diskBytes }, 'spool back under its disk limit')
+    }
   }
 
   private async run(): Promise<void> {
@@ -75,13 +102,12 @@ export class StoreWriter {
         await this.sleep(this.options.maxBatchWaitMs)
       }
       this.wakeWhen = () => false
-      const batch = this.spool.peek(this.options.batchSize, this.spool.checkpointOffset)
+      const batch = await this.spool.read(this.options.batchSize, this.spool.checkpointOffset)
       if (batch.length === 0) continue
       const done = await this.writeBatch(batch)
       if (!done) continue
       this.spool.commit(batch[batch.length - 1]!.offset)
-      this.deps.metrics.spoolPending.set(this.spool.pendingCount)
-      this.deps.metrics.spoolBytes.set(this.spool.diskBytes)
+      this.checkSpoolPressure()
     }
   }
 

@@ -81,6 +81,7 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
     cleanup.unshift(() => store.close())
     const spool = Spool.open({ dir: join(dataDir, 'spool'), ...config.ingest.spool })
     cleanup.unshift(() => spool.close())
+    metrics.observeSpool(() => spool)
     if (spool.pendingCount > 0)
       log.info({ readings: spool.pendingCount }, 'replaying spooled readings into the store')
     const writer = new StoreWriter(

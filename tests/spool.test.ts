@@ -28,15 +28,28 @@ function reading(seq: number): StoredReading {
   }
 }
 
-const options = (dir: string) => ({ dir, segmentBytes: 1024, maxPendingReadings: 1000, maxBytes: 10_000_000 })
+const options = (dir: string) => ({ dir, segmentBytes: 1024, maxMemoryReadings: 1000, maxBytes: 10_000_000 })
+
+/** Drains the spool like the store writer does: read a batch after the checkpoint, then commit it. */
+async function drain(spool: Spool, batch: number): Promise<StoredReading[]> {
+  const out: StoredReading[] = []
+  for (let guard = 0; guard < 10_000; guard++) {
+    const entries = await spool.read(batch, spool.checkpointOffset)
+    if (entries.length === 0) break
+    out.push(...entries.map((e) => e.reading))
+    spool.commit(entries.at(-1)!.offset)
+  }
+  return out
+}
 
 describe('spool', () => {
   it('group-commits concurrent appends and hands them to the writer in order', async () => {
     const spool = Spool.open(options(tempDir()))
     await Promise.all([spool.append([reading(1), reading(2)]), spool.append([reading(3)])])
     expect(spool.pendingCount).toBe(3)
-    expect(spool.peek(10).map((e) => e.reading.seq)).toEqual([1, 2, 3])
-    expect(spool.peek(10).map((e) => e.offset)).toEqual([0, 1, 2])
+    const entries = await spool.read(10, -1)
+    expect(entries.map((e) => e.reading.seq)).toEqual([1, 2, 3])
+    expect(entries.map((e) => e.offset)).toEqual([0, 1, 2])
     await spool.close()
   })
 
@@ -49,10 +62,11 @@ describe('spool', () => {
 
     const second = Spool.open(options(dir))
     expect(second.pendingCount).toBe(30)
-    expect(second.peek(1)[0]!.reading.seq).toBe(20)
+    expect((await second.read(1, second.checkpointOffset))[0]!.reading.seq).toBe(20)
     // New appends continue the offsets rather than reusing them.
     await second.append([reading(99)])
-    expect(second.peek(100).at(-1)!.offset).toBe(50)
+    const all = await drain(second, 7)
+    expect(all.map((r) => r.seq)).toEqual([...Array.from({ length: 30 }, (_, i) => i + 20), 99])
     await second.close()
   })
 
@@ -77,24 +91,67 @@ describe('spool', () => {
     const seg = readdirSync(dir).find((f) => f.startsWith('seg-'))!
     appendFileSync(join(dir, seg), '{"o":1,"r":{"kind":"river-le')
     const reopened = Spool.open(options(dir))
-    expect(reopened.peek(10).map((e) => e.reading.seq)).toEqual([1])
+    expect((await reopened.read(10, -1)).map((e) => e.reading.seq)).toEqual([1])
     await reopened.close()
   })
 
-  it('holds appends (and so PUBACKs) while too much waits for the store, and releases them on commit', async () => {
-    const spool = Spool.open({ ...options(tempDir()), maxPendingReadings: 5 })
-    await spool.append([reading(0), reading(1), reading(2), reading(3)])
+  it('keeps memory bounded during a long store outage and reads the backlog back from disk, in order', async () => {
+    const spool = Spool.open({ ...options(tempDir()), maxMemoryReadings: 10 })
+    for (let i = 0; i < 100; i++) await spool.append([reading(i)])
+    expect(spool.pendingCount).toBe(100)
+    expect(spool.memoryCount).toBeLessThanOrEqual(10)
+    const first = await drain(spool, 7)
+    expect(first.map((r) => r.seq)).toEqual(Array.from({ length: 100 }, (_, i) => i))
+    expect(spool.pendingCount).toBe(0)
+    // Caught up: new readings are fed from memory again.
+    await spool.append([reading(100)])
+    expect(spool.memoryCount).toBe(1)
+    expect((await drain(spool, 7)).map((r) => r.seq)).toEqual([100])
+    await spool.close()
+  })
+
+  it('replays across segments after a crash, skipping a torn line at the end of an older segment', async () => {
+    const dir = tempDir()
+    const first = Spool.open(options(dir))
+    for (let i = 0; i < 10; i++) await first.append([reading(i)])
+    await first.close()
+    const seg = readdirSync(dir)
+      .filter((f) => f.startsWith('seg-'))
+      .sort()
+      .at(-1)!
+    appendFileSync(join(dir, seg), '{"o":10,"r":{"kind":"riv')
+    const second = Spool.open(options(dir))
+    for (let i = 10; i < 30; i++) await second.append([reading(i)])
+    await second.close()
+    const third = Spool.open(options(dir))
+    expect(third.pendingCount).toBe(30)
+    expect((await drain(third, 4)).map((r) => r.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i))
+    await third.close()
+  })
+
+  it('holds appends (and so PUBACKs) while the disk limit is reached, and releases them on commit', async () => {
+    const spool = Spool.open({ ...options(tempDir()), segmentBytes: 300, maxBytes: 1500 })
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+    let appended = 0
+    let last: Promise<void> = Promise.resolve()
+    while (!spool.backPressured && appended < 100) {
+      last = spool.append([reading(appended++)])
+      await Promise.race([last, sleep(50)])
+    }
+    expect(spool.backPressured).toBe(true)
+    expect(spool.diskBytes).toBeGreaterThanOrEqual(1500)
     let released = false
-    const held = spool.append([reading(4), reading(5)]).then(() => {
+    void last.then(() => {
       released = true
     })
-    await new Promise((r) => setTimeout(r, 50))
+    await sleep(50)
     expect(released).toBe(false)
     // Durable already, though: it is in the spool for the writer.
-    expect(spool.pendingCount).toBe(6)
-    spool.commit(3)
-    await held
+    expect(spool.pendingCount).toBe(appended)
+    await drain(spool, 100)
+    await last
     expect(released).toBe(true)
+    expect(spool.backPressured).toBe(false)
     await spool.close()
   })
 })

@@ -5,7 +5,7 @@ export default async function healthRoutes(app: FastifyInstance) {
     const { store, ingestStatus, registry } = app.deps
     const ingest = ingestStatus()
     return {
-      status: ingest.lastError?.retryable ? 'degraded' : 'ok',
+      status: ingest.lastError?.retryable || ingest.spoolNearLimit || ingest.backPressure ? 'degraded' : 'ok',
       store: { kind: store.kind, description: store.description },
       ingest,
       devices: registry.size,

@@ -74,7 +74,7 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
   })
 
   const registry = await DeviceRegistry.open({ path: join(dataDir, 'registry.duckdb'), key: registryKey })
-  const store = createStore(config.ingest)
+  const store = createStore(config.ingest, log)
   const cleanup: Array<() => Promise<unknown> | unknown> = [() => registry.close()]
   try {
     await store.init()

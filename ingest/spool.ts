@@ -26,6 +26,8 @@ export interface SpoolOptions {
   readonly maxMemoryReadings: number
   /** Disk use past which appends wait (and so do the devices' PUBACKs): devices slow down, nothing is dropped. */
   readonly maxBytes: number
+  /** Called after each group commit with its duration and size (for metrics). */
+  readonly onCommit?: (seconds: number, readings: number) => void
 }
 
 export interface SpoolEntry {
@@ -254,11 +256,13 @@ export class Spool {
       this.buffered = []
       this.bufferedEntries = []
       this.bufferedWaiters = []
+      const started = performance.now()
       try {
         const fd = this.segmentFor(data.length, entries[0]!.offset)
         await writeAll(fd, data)
         await datasync(fd)
         this.segments[this.segments.length - 1]!.bytes += data.length
+        this.options.onCommit?.((performance.now() - started) / 1000, entries.length)
       } catch (err) {
         // A spool that cannot write must not acknowledge anything again: devices will resend.
         this.failure = err instanceof Error ? err : new Error(String(err))

@@ -79,7 +79,11 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
   try {
     await store.init()
     cleanup.unshift(() => store.close())
-    const spool = Spool.open({ dir: join(dataDir, 'spool'), ...config.ingest.spool })
+    const spool = Spool.open({
+      dir: join(dataDir, 'spool'),
+      ...config.ingest.spool,
+      onCommit: (seconds) => metrics.spoolCommitSeconds.observe(seconds),
+    })
     cleanup.unshift(() => spool.close())
     metrics.observeSpool(() => spool)
     if (spool.pendingCount > 0)

@@ -1,0 +1,409 @@
+// Ingest benchmark (`npm run bench:ingest`; `-- --quick` for a short smoke run).
+//
+// On this machine, with everything on it: a real InfluxDB 1.6, the platform (its real entry point, every
+// feature on), and a cheap raw-socket load generator, each in its own process. In the same run, the
+// baseline: a plain Aedes broker forwarding the same load to one QoS 1 subscriber. Prints one line per
+// step and a final JSON line. Not a test: nothing here asserts a speed.
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import mqtt from 'mqtt'
+import WebSocket from 'ws'
+import { startInfluxd } from '../tests/helpers/influxd.ts'
+
+const ROOT = new URL('..', import.meta.url).pathname
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    steps: { type: 'string' },
+    'step-ms': { type: 'string' },
+    'overload-ms': { type: 'string' },
+    devices: { type: 'string' },
+    'idle-devices': { type: 'string' },
+  },
+})
+const quick = flags.quick ?? false
+const STEPS = (flags.steps ?? (quick ? '2000,10000' : '5000,10000,15000,20000,25000,30000,35000,40000,50000'))
+  .split(',')
+  .map(Number)
+const STEP_MS = Number(flags['step-ms'] ?? (quick ? 5000 : 10_000))
+const OVERLOAD_MS = Number(flags['overload-ms'] ?? (quick ? 10_000 : 60_000))
+const DEVICES = Number(flags.devices ?? (quick ? 200 : 1000))
+const IDLE_DEVICES = Number(flags['idle-devices'] ?? (quick ? 1000 : 10_000))
+const LATENCY_RATE = 10_000
+const STORE_DEADLINE_MS = 10_000
+const API_TOKEN = 'bench-api-token-0123456789abcdef'
+
+for (const n of [...STEPS, STEP_MS, OVERLOAD_MS, DEVICES, IDLE_DEVICES]) {
+  if (!Number.isFinite(n) || n <= 0) throw new Error('bench: numeric flags must be positive numbers')
+}
+
+const log = (line: string) => process.stdout.write(`${line}\n`)
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number }
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+function spawnTs(file: string, args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stdout!.on('data', (d) => {
+    out += d
+  })
+  child.stderr!.on('data', (d) => {
+    out += d
+  })
+  return { child, output: () => out }
+}
+
+async function waitForOutput(p: { child: ChildProcess; output: () => string }, re: RegExp, ms = 30_000) {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline && p.child.exitCode === null) {
+    const m = p.output().match(re)
+    if (m) return m
+    await sleep(50)
+  }
+  throw new Error(`bench: no ${re} in output:\n${p.output().slice(-2000)}`)
+}
+
+function rssKiB(pid: number): number {
+  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)\s+kB/)
+  return m ? Number(m[1]) : 0
+}
+
+interface LoadDevice {
+  id: string
+  kind: 'river-level'
+  secret: string
+}
+
+interface StepReport {
+  sent: number
+  acked: number
+  errors: number
+  disconnects: number
+  achievedRatePerSec: number
+  devices: { connected: number }
+  latency: { p50Ms: number; p99Ms: number; count: number }
+  cpu: { percentOfOneCore: number }
+  ackedSeqs: Record<string, Array<[number, number]>>
+}
+
+async function runStep(input: Record<string, unknown>): Promise<StepReport> {
+  const worker = spawnTs('bench/load-worker.ts', [])
+  worker.child.stdin!.end(JSON.stringify(input))
+  const code = await new Promise<number | null>((r) => worker.child.once('exit', r))
+  const line = worker
+    .output()
+    .trim()
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('{'))
+  if (code !== 0 || !line)
+    throw new Error(`bench: load worker failed (${code}):\n${worker.output().slice(-2000)}`)
+  return JSON.parse(line) as StepReport
+}
+
+function percentile(sorted: number[], p: number) {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+}
+
+const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d
+
+// ---------------------------------------------------------------------------------------------------
+log(
+  `# ingest benchmark — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`,
+)
+log(
+  `# steps ${STEPS.join(', ')} readings/s × ${STEP_MS / 1000} s, ${DEVICES} devices, QoS 1, one reading per message`,
+)
+
+// ---- Baseline: plain Aedes forwarding to one QoS 1 subscriber ----------------------------------------
+const baseline = { best: 0, pubackP50: Number.NaN, pubackP99: Number.NaN }
+{
+  const port = await freePort()
+  const broker = spawnTs('bench/plain-broker.ts', [String(port)])
+  await waitForOutput(broker, /ready (\d+)/)
+  let delivered = 0
+  const sub = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId: 'bench-subscriber', clean: true })
+  await new Promise<void>((resolve, reject) => {
+    sub.once('connect', () =>
+      sub.subscribe('devices/+/telemetry', { qos: 1 }, (err) => (err ? reject(err) : resolve())),
+    )
+    sub.once('error', reject)
+  })
+  sub.on('message', () => {
+    delivered++
+  })
+  const devices = Array.from({ length: DEVICES }, (_, i) => ({
+    id: `bench-${String(i).padStart(5, '0')}`,
+    kind: 'river-level' as const,
+    secret: 'x',
+  }))
+  for (const rate of STEPS) {
+    delivered = 0
+    const r = await runStep({
+      url: `mqtt://127.0.0.1:${port}`,
+      devices,
+      ratePerSec: rate,
+      durationMs: STEP_MS,
+      qos: 1,
+    })
+    const deadline = Date.now() + STORE_DEADLINE_MS
+    while (delivered < r.acked && Date.now() < deadline) await sleep(100)
+    const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && delivered >= r.acked
+    log(
+      `baseline ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, delivered ${delivered}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms, broker RSS ${Math.round(rssKiB(broker.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core — ${ok ? 'sustained' : 'NOT sustained'}`,
+    )
+    if (rate === LATENCY_RATE) {
+      baseline.pubackP50 = r.latency.p50Ms
+      baseline.pubackP99 = r.latency.p99Ms
+    }
+    if (!ok) break
+    baseline.best = rate
+  }
+  sub.end(true)
+  broker.child.kill('SIGKILL')
+}
+
+// ---- The platform: InfluxDB 1.6 + the real entry point ----------------------------------------------
+const influx = await startInfluxd()
+const dataDir = mkdtempSync(join(tmpdir(), 'bench-ingest-'))
+const [mqttPort, httpPort] = [await freePort(), await freePort()]
+const platform = spawnTs('platform/main.ts', [], {
+  MQTT_HOST: '127.0.0.1',
+  MQTT_PORT: String(mqttPort),
+  HTTP_HOST: '127.0.0.1',
+  HTTP_PORT: String(httpPort),
+  DATA_DIR: dataDir,
+  SIM_ENABLED: 'false',
+  LOG_LEVEL: 'warn',
+  API_TOKEN,
+  INFLUX_URL: influx.url,
+  INFLUX_API: 'v1',
+  INFLUX_DATABASE: 'city',
+  LIVE_INTERVAL_MS: '100',
+  // Every load device connects from 127.0.0.1.
+  MQTT_MAX_CONNECTIONS_PER_IP: String(DEVICES + IDLE_DEVICES + 100),
+})
+const result: Record<string, number | null> = {}
+try {
+  await waitForOutput(platform, /is running/)
+  const api = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`http://127.0.0.1:${httpPort}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    })
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> }
+  }
+  const register = async (count: number, prefix: string): Promise<LoadDevice[]> => {
+    const out: LoadDevice[] = []
+    for (let i = 0; i < count; i += 25) {
+      const batch = Array.from(
+        { length: Math.min(25, count - i) },
+        (_, j) => `${prefix}-${String(i + j).padStart(5, '0')}`,
+      )
+      const done = await Promise.all(
+        batch.map(async (id) => {
+          const r = await api('POST', '/api/v1/devices', {
+            id,
+            kind: 'river-level',
+            name: `Bench gauge ${id}`,
+            regency: 'Kota Denpasar',
+            district: 'Denpasar Barat',
+            latitude: -8.65,
+            longitude: 115.21,
+            reportingIntervalMs: 60_000,
+          })
+          if (r.status !== 201) throw new Error(`bench: register ${id} failed: ${JSON.stringify(r.body)}`)
+          return { id, kind: 'river-level' as const, secret: String(r.body.secret) }
+        }),
+      )
+      out.push(...done)
+    }
+    return out
+  }
+  const devices = await register(DEVICES, 'bench')
+
+  // Publish -> WebSocket latency, from each reading's device timestamp (set at publish by the generator).
+  const wsSamples: number[] = []
+  let sampling = false
+  const ws = new WebSocket(`ws://127.0.0.1:${httpPort}/api/v1/live`)
+  ws.on('message', (data) => {
+    if (!sampling) return
+    const now = Date.now()
+    const msg = JSON.parse(String(data)) as {
+      type: string
+      devices?: Array<{ latest?: { ts: number } | null }>
+    }
+    if (msg.type !== 'delta') return
+    for (const d of msg.devices ?? []) if (d.latest) wsSamples.push(now - d.latest.ts)
+  })
+  await new Promise<void>((r) => ws.once('open', () => r()))
+
+  /** Every acknowledged seq of a step found in InfluxDB? Polls until true or the deadline. */
+  const allStored = async (report: StepReport, base: number, deadlineMs: number) => {
+    const deadline = Date.now() + deadlineMs
+    let missing = Number.POSITIVE_INFINITY
+    while (Date.now() < deadline) {
+      const res = await influx.query(
+        `SELECT "seq" FROM "river-level" WHERE "seq" >= ${base} GROUP BY "device"`,
+        'city',
+      )
+      const series =
+        (
+          res.json as {
+            results: Array<{ series?: Array<{ tags: { device: string }; values: unknown[][] }> }>
+          }
+        ).results[0]?.series ?? []
+      const stored = new Map(series.map((s) => [s.tags.device, new Set(s.values.map((v) => Number(v[1])))]))
+      missing = 0
+      for (const [id, ranges] of Object.entries(report.ackedSeqs)) {
+        const have = stored.get(id)
+        for (const [a, b] of ranges) for (let s = a; s <= b; s++) if (!have?.has(s)) missing++
+      }
+      if (missing === 0) return 0
+      await sleep(500)
+    }
+    return missing
+  }
+
+  let best = 0
+  let pubackP50 = Number.NaN
+  let pubackP99 = Number.NaN
+  let wsP50 = Number.NaN
+  let wsP99 = Number.NaN
+  let lostTotal = 0
+  for (const [i, rate] of STEPS.entries()) {
+    const base = (i + 1) * 10_000_000
+    sampling = rate === LATENCY_RATE
+    const r = await runStep({
+      url: `mqtt://127.0.0.1:${mqttPort}`,
+      devices,
+      ratePerSec: rate,
+      durationMs: STEP_MS,
+      qos: 1,
+      firstSeq: base,
+    })
+    sampling = false
+    const missing = await allStored(r, base, STORE_DEADLINE_MS)
+    const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && missing === 0
+    log(
+      `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms, platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core — ${ok ? 'sustained' : 'NOT sustained'}`,
+    )
+    if (rate === LATENCY_RATE) {
+      pubackP50 = r.latency.p50Ms
+      pubackP99 = r.latency.p99Ms
+      const sorted = wsSamples.sort((a, b) => a - b)
+      wsP50 = percentile(sorted, 50)
+      wsP99 = percentile(sorted, 99)
+      log(
+        `ours at ${LATENCY_RATE}/s: publish→WebSocket p50 ${round(wsP50)} ms p99 ${round(wsP99)} ms (${sorted.length} samples; live interval 100 ms)`,
+      )
+    }
+    if (missing > 0) {
+      // Not lost yet (they may still arrive), but counted if they never do: checked again at the end.
+      const late = await allStored(r, base, 60_000)
+      lostTotal += late
+    }
+    if (!ok) break
+    best = rate
+  }
+
+  // ---- Overload: 1.5× the sustained rate for a minute -------------------------------------------------
+  let overloadRatio = Number.NaN
+  if (best > 0) {
+    const rate = Math.round(best * 1.5)
+    const base = 900_000_000
+    let peakRss = 0
+    const sampler = setInterval(() => {
+      peakRss = Math.max(peakRss, rssKiB(platform.child.pid!))
+    }, 500)
+    const r = await runStep({
+      url: `mqtt://127.0.0.1:${mqttPort}`,
+      devices,
+      ratePerSec: rate,
+      durationMs: OVERLOAD_MS,
+      qos: 1,
+      firstSeq: base,
+      drainTimeoutMs: 60_000,
+    })
+    clearInterval(sampler)
+    const lost = await allStored(r, base, 120_000)
+    lostTotal += lost
+    const throughput = r.acked / (OVERLOAD_MS / 1000)
+    overloadRatio = throughput / best
+    log(
+      `overload ${rate}/s for ${OVERLOAD_MS / 1000} s: acknowledged ${Math.round(throughput)}/s (${round(overloadRatio * 100, 0)}% of sustained), PUBACK p99 ${round(r.latency.p99Ms)} ms, peak platform RSS ${Math.round(peakRss / 1024)} MiB, lost ${lost}`,
+    )
+  }
+
+  // ---- Memory: idle connected devices ----------------------------------------------------------------
+  const idle = await register(IDLE_DEVICES, 'idle')
+  await sleep(2000)
+  const before = rssKiB(platform.child.pid!)
+  const holdMs = 20_000
+  const idleRun = runStep({
+    url: `mqtt://127.0.0.1:${mqttPort}`,
+    devices: idle,
+    ratePerSec: 0.001,
+    durationMs: holdMs,
+    qos: 1,
+    connectConcurrency: 200,
+  })
+  let connected = 0
+  const deadline = Date.now() + holdMs
+  while (Date.now() < deadline) {
+    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()
+    connected = Number(metrics.match(/^broker_connected_clients (\d+)/m)?.[1] ?? 0)
+    if (connected >= IDLE_DEVICES) break
+    await sleep(250)
+  }
+  await sleep(3000)
+  const after = rssKiB(platform.child.pid!)
+  await idleRun
+  const kibPerDevice = (after - before) / IDLE_DEVICES
+  log(
+    `memory: ${connected} idle devices connected: RSS ${Math.round(before / 1024)} → ${Math.round(after / 1024)} MiB = ${round(kibPerDevice)} KiB per device`,
+  )
+
+  ws.close()
+  Object.assign(result, {
+    readingsPerSec: best,
+    baselinePerSec: baseline.best,
+    ratio: baseline.best > 0 ? round(best / baseline.best, 2) : null,
+    pubackP99Ms: round(pubackP99),
+    baselinePubackP99Ms: round(baseline.pubackP99),
+    pubackP99Ratio: round(pubackP99 / baseline.pubackP99, 2),
+    pubackP50Ms: round(pubackP50),
+    baselinePubackP50Ms: round(baseline.pubackP50),
+    wsP99Ms: round(wsP99),
+    wsP50Ms: round(wsP50),
+    overloadRatio: round(overloadRatio, 2),
+    kibPerDevice: round(kibPerDevice),
+    lost: lostTotal,
+  })
+} finally {
+  platform.child.kill('SIGTERM')
+  await new Promise((r) => platform.child.once('exit', r))
+  await influx.stop()
+  rmSync(dataDir, { recursive: true, force: true })
+}
+log(JSON.stringify(result))

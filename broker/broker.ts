@@ -1,18 +1,84 @@
-import { createServer, type Server } from 'node:net'
-import { Aedes } from 'aedes'
+import { readFileSync } from 'node:fs'
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
+import { createServer, type Server, type Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls'
+import { Aedes, type Client } from 'aedes'
+import { Counter } from 'prom-client'
+import { createWebSocketStream, WebSocketServer } from 'ws'
 import type { BrokerConfig } from './config.ts'
+import { ConnectionLimiter, GuardedConnection } from './guard.ts'
 import { createHooks, type HookDeps } from './hooks.ts'
+
+export interface BrokerAddresses {
+  readonly host: string
+  readonly port: number
+  /** Set when MQTT over WebSocket is configured; the path is `/mqtt`. */
+  readonly wsPort?: number
+  /** Set when MQTT over TLS is configured. */
+  readonly tlsPort?: number
+}
 
 export interface PlatformBroker {
   readonly aedes: Aedes
-  /** Starts listening; resolves with the bound port (the OS picks one when configured with 0). */
-  start(): Promise<{ host: string; port: number }>
+  /** Starts listening; resolves with the bound ports (the OS picks them when configured with 0). */
+  start(): Promise<BrokerAddresses>
+  /** Closes a device's live connection at once (revocation, rotation). True if it was connected. */
+  disconnect(deviceId: string, reason: string): boolean
   /** Stops accepting connections, then disconnects every client. */
   stop(): Promise<void>
 }
 
+type Listener = Server | TlsServer | HttpServer
+
+function listen(server: Listener, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      const address = server.address()
+      resolve(typeof address === 'object' && address ? address.port : port)
+    })
+  })
+}
+
 export async function createBroker(config: BrokerConfig, deps: HookDeps): Promise<PlatformBroker> {
-  const hooks = createHooks(deps)
+  const register = [deps.metrics.registry]
+  const disconnected = new Counter({
+    name: 'broker_devices_disconnected_total',
+    help: 'Device connections the broker closed, by reason (flood, revoked, rotated, decommissioned)',
+    labelNames: ['reason'] as const,
+    registers: register,
+  })
+  const throttled = new Counter({
+    name: 'broker_publishes_throttled_total',
+    help: 'Publishes held back because a device exceeded its rate',
+    registers: register,
+  })
+  const guarded = new Counter({
+    name: 'broker_connections_closed_by_guard_total',
+    help: 'Connections closed before MQTT handling: oversized packet, malformed length, too many per address',
+    labelNames: ['reason'] as const,
+    registers: register,
+  })
+
+  /** The live client of each connected device (the latest one: Aedes closes a session it takes over). */
+  const live = new Map<string, Client>()
+
+  const closeClient = (client: Client, deviceId: string, reason: string) => {
+    disconnected.inc({ reason })
+    deps.log.warn({ deviceId, reason }, 'disconnecting device')
+    client.close()
+  }
+
+  const hooks = createHooks(deps, {
+    ratePerSec: config.deviceRatePerSec,
+    burst: config.deviceBurst,
+    floodLimit: config.deviceFloodLimit,
+    internalCredentials: config.internalCredentials,
+    onFlood: (client, deviceId) => closeClient(client, deviceId, 'flood'),
+    onThrottle: () => throttled.inc(),
+  })
   const aedes = await Aedes.createBroker({
     authenticate: hooks.authenticate,
     authorizePublish: hooks.authorizePublish,
@@ -21,23 +87,27 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     keepaliveLimit: config.keepaliveLimitS,
     queueLimit: config.queueLimit,
     maxTopicLevels: config.maxTopicLevels,
+    // Device ids run to 64 characters (the MQTT 3.1.1 minimum of 23 would refuse valid devices).
+    maxClientsIdLength: 64,
   })
 
   aedes.on('clientReady', (client) => {
     deps.metrics.mqttClients.inc()
     const device = hooks.deviceOf(client)
     if (device === undefined) return
+    live.set(device.id, client)
     deps.bus.emit('device.status', { deviceId: device.id, online: true, at: Date.now(), source: 'connect' })
     if (device.status === 'provisioned') {
       deps.registry
         .setStatus(device.id, 'active', 'broker')
-        .catch((err) => deps.log.error({ err }, 'activate failed'))
+        .catch((err) => deps.log.warn({ err: err.message, deviceId: device.id }, 'activate failed'))
     }
   })
   aedes.on('clientDisconnect', (client) => {
     deps.metrics.mqttClients.dec()
     const device = hooks.deviceOf(client)
     if (device === undefined) return
+    if (live.get(device.id) === client) live.delete(device.id)
     deps.bus.emit('device.status', {
       deviceId: device.id,
       online: false,
@@ -52,32 +122,116 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     deps.log.debug({ clientId: String(client?.id).slice(0, 64), err: err.message }, 'connection error')
   })
 
+  const disconnect = (deviceId: string, reason: string): boolean => {
+    const client = live.get(deviceId)
+    if (client === undefined) return false
+    live.delete(deviceId)
+    closeClient(client, deviceId, reason)
+    return true
+  }
+
+  // A revoked, decommissioned or re-keyed device loses its session at once, not at its next reconnect.
+  const onRegistryChange = (change: { device: { id: string; status: string }; action: string }) => {
+    if (change.action === 'rotate-secret') disconnect(change.device.id, 'rotated')
+    else if (change.action === 'status' && ['revoked', 'decommissioned'].includes(change.device.status))
+      disconnect(change.device.id, change.device.status)
+  }
+  deps.registry.on('changed', onRegistryChange)
+
+  const limiter = new ConnectionLimiter(config.maxConnectionsPerIp)
+  /** Every transport goes through here: per-address limit, then the packet-size guard, then Aedes. */
+  const accept = (transport: Duplex, address: string, req?: unknown) => {
+    if (!limiter.acquire(address)) {
+      guarded.inc({ reason: 'too_many_connections' })
+      deps.log.warn({ address }, 'too many connections from one address')
+      transport.destroy()
+      return
+    }
+    let released = false
+    const release = () => {
+      if (released) return
+      released = true
+      limiter.release(address)
+    }
+    transport.once('close', release)
+    transport.on('error', () => undefined)
+    const conn = new GuardedConnection(transport, config.maxPacketBytes, (violation) => {
+      guarded.inc({ reason: violation })
+      deps.log.warn({ address, violation }, 'connection closed by the packet guard')
+    })
+    conn.once('close', release)
+    aedes.handle(conn, req as Parameters<typeof aedes.handle>[1])
+  }
+  const onSocket = (socket: Socket) => accept(socket, socket.remoteAddress ?? 'unknown')
+
   // Nagle's algorithm delays small PUBACKs by up to 40 ms.
-  const server: Server = createServer({ noDelay: true }, aedes.handle)
-  server.on('error', (err) => deps.log.error({ err }, 'mqtt listener error'))
+  const servers: Listener[] = []
+  const tcp: Server = createServer({ noDelay: true }, onSocket)
+  tcp.on('error', (err) => deps.log.error({ err }, 'mqtt listener error'))
+  servers.push(tcp)
+
+  let tls: TlsServer | undefined
+  if (config.tls) {
+    tls = createTlsServer(
+      { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), noDelay: true },
+      onSocket,
+    )
+    tls.on('tlsClientError', (err) => deps.log.debug({ err: err.message }, 'tls handshake failed'))
+    tls.on('error', (err) => deps.log.error({ err }, 'mqtt tls listener error'))
+    servers.push(tls)
+  }
+
+  let http: HttpServer | undefined
+  let wss: WebSocketServer | undefined
+  if (config.wsPort !== undefined) {
+    http = createHttpServer((_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket: upgrade at /mqtt\n')
+    })
+    wss = new WebSocketServer({
+      server: http,
+      path: '/mqtt',
+      // The frame guard sees the MQTT stream; this caps one WebSocket message before ws buffers it.
+      maxPayload: config.maxPacketBytes + 8,
+      handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : false),
+    })
+    wss.on('connection', (ws, req) => {
+      req.socket.setNoDelay(true)
+      const stream = createWebSocketStream(ws)
+      accept(stream, req.socket.remoteAddress ?? 'unknown', req)
+    })
+    wss.on('error', (err) => deps.log.error({ err }, 'mqtt websocket error'))
+    http.on('error', (err) => deps.log.error({ err }, 'mqtt websocket listener error'))
+    servers.push(http)
+  }
 
   return {
     aedes,
-    start: () =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(config.port, config.host, () => {
-          server.off('error', reject)
-          const address = server.address()
-          resolve({
-            host: config.host,
-            port: typeof address === 'object' && address ? address.port : config.port,
-          })
-        })
-      }),
+    disconnect,
+    start: async () => {
+      const port = await listen(tcp, config.port, config.host)
+      const wsPort =
+        http && config.wsPort !== undefined ? await listen(http, config.wsPort, config.host) : undefined
+      const tlsPort = tls && config.tls ? await listen(tls, config.tls.port, config.host) : undefined
+      return {
+        host: config.host,
+        port,
+        ...(wsPort !== undefined && { wsPort }),
+        ...(tlsPort !== undefined && { tlsPort }),
+      }
+    },
     stop: async () => {
-      await new Promise<void>((resolve) => {
-        if (!server.listening) return resolve()
-        server.close(() => resolve())
-        // server.close waits for open sockets; closing Aedes below ends them.
-        aedes.close()
-      })
+      deps.registry.off('changed', onRegistryChange)
+      const closing = servers.map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            if (!server.listening) return resolve()
+            server.close(() => resolve())
+          }),
+      )
+      // server.close waits for open sockets; closing Aedes ends them.
+      for (const client of wss?.clients ?? []) client.terminate()
       if (!aedes.closed) await new Promise<void>((resolve) => aedes.close(() => resolve()))
+      await Promise.all(closing)
     },
   }
 }

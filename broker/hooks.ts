@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
 import type { AedesOptions, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes'
 import type { Logger } from 'pino'
 import { CHANNELS, parseTopic, topicFor, validateStatus } from '../firmware-contracts/index.ts'
@@ -20,45 +21,88 @@ export interface HookDeps {
   readonly log: Logger
 }
 
+export interface HookOptions {
+  /** Token bucket per device: refill per second, capacity, and how far below empty before disconnecting. */
+  readonly ratePerSec: number
+  readonly burst: number
+  readonly floodLimit: number
+  readonly internalCredentials: ReadonlyArray<{ readonly name: string; readonly secret: string }>
+  /** A device sent more than its bucket and flood allowance: the broker disconnects it. */
+  readonly onFlood: (client: Client, deviceId: string) => void
+  /** A publish was held back to slow a device down. */
+  readonly onThrottle: (deviceId: string) => void
+}
+
+export const INTERNAL_PREFIX = 'internal-'
+
+type Identity =
+  | { readonly kind: 'device'; readonly device: Device; tokens: number; last: number }
+  | { readonly kind: 'internal'; readonly name: string }
+
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError
 }
 
+const digest = (v: Uint8Array | string) => createHash('sha256').update(v).digest()
+
 /**
  * The broker's security and ingest hooks, in the shape Aedes injects them. Safe defaults: anything not
  * explicitly allowed is refused. A device speaks only for itself: client id = username = device id.
+ * Internal platform clients (`internal-<name>`) may send config/cmd down to devices and read what they send up.
  */
-export function createHooks(deps: HookDeps) {
-  const devices = new WeakMap<Client, Device>()
+export function createHooks(deps: HookDeps, options: HookOptions) {
+  const identities = new WeakMap<Client, Identity>()
+  const internal = new Map(options.internalCredentials.map((c) => [c.name, digest(c.secret)]))
+  const ratePerMs = options.ratePerSec / 1000
+
+  const refuseConnect = (
+    client: Client,
+    reason: string,
+    done: Parameters<AedesOptions['authenticate'] & {}>[3],
+  ) => {
+    deps.metrics.mqttConnectionsRefused.inc({ reason })
+    deps.log.warn({ clientId: String(client.id).slice(0, 64), reason }, 'connection refused')
+    done(authError('bad username or password', CONNACK.BAD_USERNAME_OR_PASSWORD), false)
+  }
 
   const authenticate: NonNullable<AedesOptions['authenticate']> = (client, username, password, done) => {
-    const device =
-      typeof username === 'string' && client.id === username
-        ? deps.registry.verify(username, password)
-        : undefined
-    if (device === undefined) {
-      const reason = client.id !== username ? 'client_id_mismatch' : 'bad_credentials'
-      deps.metrics.mqttConnectionsRefused.inc({ reason })
-      deps.log.warn({ clientId: String(client.id).slice(0, 64), reason }, 'connection refused')
-      return done(authError('bad username or password', CONNACK.BAD_USERNAME_OR_PASSWORD), false)
+    if (typeof username !== 'string') return refuseConnect(client, 'bad_credentials', done)
+    if (username.startsWith(INTERNAL_PREFIX)) {
+      const expected = internal.get(username)
+      // Internal clients may run several connections: client id = username or username-<suffix>.
+      const idOk = client.id === username || String(client.id).startsWith(`${username}-`)
+      if (expected === undefined || password === undefined || !idOk)
+        return refuseConnect(client, 'bad_credentials', done)
+      if (!timingSafeEqual(digest(password), expected)) return refuseConnect(client, 'bad_credentials', done)
+      identities.set(client, { kind: 'internal', name: username })
+      return done(null, true)
     }
-    devices.set(client, device)
+    if (client.id !== username) return refuseConnect(client, 'client_id_mismatch', done)
+    const device = deps.registry.verify(username, password)
+    if (device === undefined) return refuseConnect(client, 'bad_credentials', done)
+    identities.set(client, { kind: 'device', device, tokens: options.burst, last: performance.now() })
     done(null, true)
   }
 
   const refusePublish = (client: Client, reason: string, cb: (error?: Error | null) => void) => {
     deps.metrics.mqttPublishesRefused.inc({ reason })
-    deps.log.warn({ deviceId: client.id, reason }, 'publish refused')
+    deps.log.warn({ clientId: String(client.id).slice(0, 64), reason }, 'publish refused')
     cb(new Error(`publish refused: ${reason}`))
   }
 
   const authorizePublish: NonNullable<AedesOptions['authorizePublish']> = (client, packet, cb) => {
     // Publishes by the platform itself (no client) pass; a device's last will passes here with its client.
     if (client === null) return cb(null)
-    const device = devices.get(client)
-    if (device === undefined) return refusePublish(client, 'unauthenticated', cb)
+    const identity = identities.get(client)
+    if (identity === undefined) return refusePublish(client, 'unauthenticated', cb)
     const topic = parseTopic(packet.topic)
     if (!topic.ok) return refusePublish(client, 'bad_topic', cb)
+    if (identity.kind === 'internal') {
+      if (CHANNELS[topic.channel].direction !== 'down') return refusePublish(client, 'up_channel', cb)
+      if (packet.retain && topic.channel !== 'config') return refusePublish(client, 'retain', cb)
+      return cb(null)
+    }
+    const device = identity.device
     if (topic.deviceId !== device.id) return refusePublish(client, 'foreign_topic', cb)
     if (CHANNELS[topic.channel].direction !== 'up') return refusePublish(client, 'down_channel', cb)
     if (packet.retain) return refusePublish(client, 'retain', cb)
@@ -68,15 +112,37 @@ export function createHooks(deps: HookDeps) {
       return refusePublish(client, 'revoked', cb)
     }
 
-    switch (topic.channel) {
-      case 'telemetry':
-        return onTelemetry(current, packet, cb)
-      case 'status':
-        onStatus(current, packet)
-        return cb(null)
-      default:
-        return cb(null)
+    // Token bucket, computed on arrival (no timer unless the device is over its rate). A will is never held.
+    const closing = (client as Client & { closed?: boolean }).closed === true
+    let delayMs = 0
+    if (!closing) {
+      const now = performance.now()
+      identity.tokens = Math.min(options.burst, identity.tokens + (now - identity.last) * ratePerMs) - 1
+      identity.last = now
+      if (identity.tokens < -options.floodLimit) {
+        deps.log.warn({ deviceId: device.id }, 'device flooding; disconnecting')
+        options.onFlood(client, device.id)
+        return cb(new Error('publish refused: flood'))
+      }
+      if (identity.tokens < 0) {
+        // Slow down first: hold the acknowledgement (and Aedes's next read) until the bucket refills.
+        delayMs = Math.ceil(-identity.tokens / ratePerMs)
+        options.onThrottle(device.id)
+      }
     }
+    const proceed = () => {
+      switch (topic.channel) {
+        case 'telemetry':
+          return onTelemetry(current, packet, cb)
+        case 'status':
+          onStatus(current, packet)
+          return cb(null)
+        default:
+          return cb(null)
+      }
+    }
+    if (delayMs > 0) setTimeout(proceed, delayMs)
+    else proceed()
   }
 
   function onTelemetry(device: Device, packet: PublishPacket, cb: (error?: Error | null) => void) {
@@ -115,11 +181,28 @@ export function createHooks(deps: HookDeps) {
     })
   }
 
+  const UP_CHANNEL_PATHS = new Set<string>(
+    Object.values(CHANNELS)
+      .filter((c) => c.direction === 'up')
+      .map((c) => c.path),
+  )
+
+  /** Internal clients read what devices send up: `devices/+/<up channel>`, `devices/<id>/<up channel>`. */
+  function internalMaySubscribe(filter: string): boolean {
+    const levels = filter.split('/')
+    if (levels[0] !== 'devices' || levels.length < 3 || levels.length > 4) return false
+    const id = levels[1] as string
+    if (id !== '+' && !parseTopic(`devices/${id}/telemetry`).ok) return false
+    return UP_CHANNEL_PATHS.has(levels.slice(2).join('/'))
+  }
+
   const authorizeSubscribe: NonNullable<AedesOptions['authorizeSubscribe']> = (client, sub, cb) => {
-    const device = devices.get(client)
+    const identity = identities.get(client)
     const allowed =
-      device !== undefined &&
-      (sub.topic === topicFor(device.id, 'config') || sub.topic === topicFor(device.id, 'cmd'))
+      identity?.kind === 'device'
+        ? sub.topic === topicFor(identity.device.id, 'config') ||
+          sub.topic === topicFor(identity.device.id, 'cmd')
+        : identity?.kind === 'internal' && internalMaySubscribe(sub.topic)
     if (!allowed) {
       deps.metrics.mqttPublishesRefused.inc({ reason: 'subscribe_refused' })
       // A refusal (SUBACK 0x80), not an error: the device stays connected and learns what it may not do.
@@ -132,6 +215,9 @@ export function createHooks(deps: HookDeps) {
     authenticate,
     authorizePublish,
     authorizeSubscribe,
-    deviceOf: (client: Client) => devices.get(client),
+    deviceOf: (client: Client): Device | undefined => {
+      const identity = identities.get(client)
+      return identity?.kind === 'device' ? identity.device : undefined
+    },
   }
 }

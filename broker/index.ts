@@ -1,3 +1,9 @@
-export { createBroker, type PlatformBroker } from './broker.ts'
-export { type BrokerConfig, BrokerEnvSchema, brokerConfigFromEnv } from './config.ts'
-export { CONNACK, createHooks, type HookDeps } from './hooks.ts'
+export { type BrokerAddresses, createBroker, type PlatformBroker } from './broker.ts'
+export {
+  type BrokerConfig,
+  BrokerEnvSchema,
+  brokerConfigFromEnv,
+  parseInternalCredentials,
+} from './config.ts'
+export { ConnectionLimiter, GuardedConnection, type GuardViolation, MqttFrameScanner } from './guard.ts'
+export { CONNACK, createHooks, type HookDeps, type HookOptions, INTERNAL_PREFIX } from './hooks.ts'

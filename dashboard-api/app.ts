@@ -17,6 +17,7 @@ import type { LiveState } from './live-state.ts'
 import { LiveHub } from './live-stream.ts'
 import devicesRoutes from './routes/devices/index.ts'
 import healthRoutes from './routes/health/index.ts'
+import installerRoutes from './routes/installer/index.ts'
 import liveRoutes from './routes/live/index.ts'
 import rejectionsRoutes from './routes/rejections/index.ts'
 import wallRoutes from './routes/wall/index.ts'
@@ -95,6 +96,7 @@ export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Pr
   await app.register(websocket, { options: { maxPayload: 4096 } })
   await app.register(healthRoutes)
   await app.register(devicesRoutes)
+  await app.register(installerRoutes)
   await app.register(rejectionsRoutes)
   await app.register(liveRoutes)
   await app.register(wallRoutes)

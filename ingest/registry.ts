@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api'
 import { z } from 'zod'
 import { DeviceIdSchema, DeviceKindSchema } from '../firmware-contracts/index.ts'
@@ -8,7 +9,8 @@ export const DeviceStatusSchema = z.enum(DEVICE_STATUSES)
 export type DeviceStatus = z.infer<typeof DeviceStatusSchema>
 
 export const NewDeviceSchema = z.strictObject({
-  id: DeviceIdSchema,
+  // `internal-` names belong to the broker's internal platform clients.
+  id: DeviceIdSchema.refine((id) => !id.startsWith('internal-'), 'the prefix internal- is reserved'),
   kind: DeviceKindSchema,
   name: z.string().trim().min(1).max(120),
   regency: z.string().trim().min(1).max(80),
@@ -19,8 +21,56 @@ export const NewDeviceSchema = z.strictObject({
   /** Per-device thresholds set at installation, e.g. a river gauge's `waspada`/`siaga`/`awas` in cm. */
   thresholds: z.record(z.string().max(40), z.number()).optional(),
   notes: z.string().max(2000).optional(),
+  /** Added to the primary measurement (e.g. cm for a river gauge) to correct the sensor's zero. */
+  calibrationOffset: z.number().min(-100_000).max(100_000).default(0),
 })
 export type NewDevice = z.input<typeof NewDeviceSchema>
+
+/** What an installer may change after registration; id and kind are fixed (re-register instead). */
+export const DeviceUpdateSchema = z
+  .strictObject({
+    name: z.string().trim().min(1).max(120),
+    regency: z.string().trim().min(1).max(80),
+    district: z.string().trim().min(1).max(80),
+    latitude: z.number().min(-90).max(90),
+    longitude: z.number().min(-180).max(180),
+    reportingIntervalMs: z.number().int().min(1000).max(86_400_000),
+    thresholds: z.record(z.string().max(40), z.number()).nullable(),
+    notes: z.string().max(2000).nullable(),
+    calibrationOffset: z.number().min(-100_000).max(100_000),
+  })
+  .partial()
+  .refine((v) => Object.keys(v).length > 0, 'expected at least one field to change')
+export type DeviceUpdate = z.input<typeof DeviceUpdateSchema>
+
+export const DeviceFilterSchema = z.strictObject({
+  kind: DeviceKindSchema.optional(),
+  status: DeviceStatusSchema.optional(),
+  regency: z.string().trim().min(1).max(80).optional(),
+  district: z.string().trim().min(1).max(80).optional(),
+  /** Case-insensitive substring of id or name. */
+  q: z.string().trim().min(1).max(120).optional(),
+})
+export type DeviceFilter = z.infer<typeof DeviceFilterSchema>
+
+export const InstallerNameSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{1,62}$/, 'expected 2-63 characters: lowercase letters, digits, . _ -')
+  .refine((v) => v !== 'admin' && v !== 'broker', 'reserved name')
+
+/** A change the registry made, for listeners such as the broker (which disconnects revoked devices). */
+export interface RegistryChange {
+  readonly device: Device
+  readonly action: 'register' | 'update' | 'rotate-secret' | 'status'
+}
+
+export interface AuditEntry {
+  readonly at: number
+  readonly actor: string
+  readonly action: string
+  readonly deviceId: string | null
+  readonly detail: unknown
+}
 
 export interface Device extends z.output<typeof NewDeviceSchema> {
   readonly status: DeviceStatus
@@ -33,11 +83,25 @@ export interface Device extends z.output<typeof NewDeviceSchema> {
 export class RegistryError extends Error {
   override readonly name = 'RegistryError'
   constructor(
-    readonly code: 'device_exists' | 'device_not_found' | 'device_revoked',
+    readonly code:
+      | 'device_exists'
+      | 'device_not_found'
+      | 'device_revoked'
+      | 'invalid_transition'
+      | 'installer_exists'
+      | 'installer_not_found',
     message: string,
   ) {
     super(message)
   }
+}
+
+/** Decommissioned is final; a revoked device comes back only by decommissioning and re-registering. */
+const ALLOWED_TRANSITIONS: Record<DeviceStatus, readonly DeviceStatus[]> = {
+  provisioned: ['active', 'revoked', 'decommissioned'],
+  active: ['revoked', 'decommissioned'],
+  revoked: ['decommissioned'],
+  decommissioned: [],
 }
 
 interface Entry {
@@ -53,15 +117,19 @@ const SECRET_BYTES = 18
  * writes go to the database first, then to the cache. Keep this interface narrow: a shared database
  * replaces it when the platform runs on several machines.
  */
-export class DeviceRegistry {
+export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryChange] }> {
   private readonly cache = new Map<string, Entry>()
+  /** HMAC of an installer token (base64) -> installer name, for tokens not revoked. */
+  private readonly installerTokens = new Map<string, string>()
   private chain: Promise<unknown> = Promise.resolve()
 
   private constructor(
     private readonly instance: DuckDBInstance,
     private readonly db: DuckDBConnection,
     private readonly key: Buffer,
-  ) {}
+  ) {
+    super()
+  }
 
   /** Opens (and creates if needed) the registry database. `key` is the server-side HMAC key for secrets. */
   static async open(options: { path: string; key: Buffer }): Promise<DeviceRegistry> {
@@ -76,6 +144,11 @@ export class DeviceRegistry {
       created_by VARCHAR NOT NULL, updated_by VARCHAR NOT NULL)`)
     await db.run(`CREATE TABLE IF NOT EXISTS audit_log (
       occurred_at BIGINT NOT NULL, actor VARCHAR NOT NULL, action VARCHAR NOT NULL, device_id VARCHAR, detail VARCHAR)`)
+    // Databases created by the first slice lack the calibration column.
+    await db.run('ALTER TABLE devices ADD COLUMN IF NOT EXISTS calibration_offset DOUBLE DEFAULT 0')
+    await db.run(`CREATE TABLE IF NOT EXISTS installer_tokens (
+      name VARCHAR PRIMARY KEY, token_hash VARCHAR NOT NULL, created_at BIGINT NOT NULL, created_by VARCHAR NOT NULL,
+      revoked_at BIGINT)`)
     const registry = new DeviceRegistry(instance, db, options.key)
     const rows = (await db.runAndReadAll('SELECT * FROM devices')).getRowObjectsJS()
     for (const row of rows) {
@@ -92,6 +165,7 @@ export class DeviceRegistry {
           ? (JSON.parse(String(row.thresholds)) as Record<string, number>)
           : undefined,
         notes: row.notes == null ? undefined : String(row.notes),
+        calibrationOffset: Number(row.calibration_offset ?? 0),
         status: DeviceStatusSchema.parse(row.status),
         createdAt: Number(row.created_at),
         updatedAt: Number(row.updated_at),
@@ -100,6 +174,10 @@ export class DeviceRegistry {
       }
       registry.cache.set(device.id, { device, secretHash: Buffer.from(String(row.secret_hash), 'base64') })
     }
+    const tokens = (
+      await db.runAndReadAll('SELECT name, token_hash FROM installer_tokens WHERE revoked_at IS NULL')
+    ).getRowObjectsJS()
+    for (const t of tokens) registry.installerTokens.set(String(t.token_hash), String(t.name))
     return registry
   }
 
@@ -107,8 +185,19 @@ export class DeviceRegistry {
     return this.cache.get(id)?.device
   }
 
-  list(): Device[] {
-    return [...this.cache.values()].map((e) => e.device)
+  list(filter: DeviceFilter = {}): Device[] {
+    const q = filter.q?.toLowerCase()
+    const out: Device[] = []
+    for (const { device: d } of this.cache.values()) {
+      if (filter.kind !== undefined && d.kind !== filter.kind) continue
+      if (filter.status !== undefined && d.status !== filter.status) continue
+      if (filter.regency !== undefined && d.regency.toLowerCase() !== filter.regency.toLowerCase()) continue
+      if (filter.district !== undefined && d.district.toLowerCase() !== filter.district.toLowerCase())
+        continue
+      if (q !== undefined && !d.id.includes(q) && !d.name.toLowerCase().includes(q)) continue
+      out.push(d)
+    }
+    return out
   }
 
   get size(): number {
@@ -144,8 +233,10 @@ export class DeviceRegistry {
       const secret = randomBytes(SECRET_BYTES).toString('base64url')
       const secretHash = this.hash(secret)
       await this.db.run(
-        `INSERT INTO devices VALUES ($id, $kind, $name, $regency, $district, $lat, $lon, $interval, $thresholds,
-          $notes, $status, $hash, $now, $now, $actor, $actor)`,
+        `INSERT INTO devices (id, kind, name, regency, district, latitude, longitude, reporting_interval_ms,
+          thresholds, notes, status, secret_hash, created_at, updated_at, created_by, updated_by, calibration_offset)
+          VALUES ($id, $kind, $name, $regency, $district, $lat, $lon, $interval, $thresholds,
+          $notes, $status, $hash, $now, $now, $actor, $actor, $calibration)`,
         {
           id: device.id,
           kind: device.kind,
@@ -161,10 +252,12 @@ export class DeviceRegistry {
           hash: secretHash.toString('base64'),
           now,
           actor,
+          calibration: device.calibrationOffset,
         },
       )
       await this.audit(actor, 'register', device.id, { kind: device.kind })
       this.cache.set(device.id, { device, secretHash })
+      this.emit('changed', { device, action: 'register' })
       return { device, secret }
     })
   }
@@ -192,6 +285,8 @@ export class DeviceRegistry {
       await this.audit(actor, 'rotate-secret', id, {})
       const device = { ...entry.device, updatedAt: now, updatedBy: actor }
       this.cache.set(id, { device, secretHash })
+      // Listeners end sessions opened with the old secret.
+      this.emit('changed', { device, action: 'rotate-secret' })
       return { device, secret }
     })
   }
@@ -201,6 +296,12 @@ export class DeviceRegistry {
       const entry = this.cache.get(id)
       if (entry === undefined) throw new RegistryError('device_not_found', `device ${id} is not registered`)
       if (entry.device.status === status) return entry.device
+      if (!ALLOWED_TRANSITIONS[entry.device.status].includes(status)) {
+        throw new RegistryError(
+          'invalid_transition',
+          `device ${id} is ${entry.device.status} and cannot become ${status}`,
+        )
+      }
       const now = Date.now()
       await this.db.run(
         'UPDATE devices SET status = $status, updated_at = $now, updated_by = $actor WHERE id = $id',
@@ -214,18 +315,129 @@ export class DeviceRegistry {
       await this.audit(actor, `status:${status}`, id, { from: entry.device.status })
       const device = { ...entry.device, status, updatedAt: now, updatedBy: actor }
       this.cache.set(id, { device, secretHash: entry.secretHash })
+      this.emit('changed', { device, action: 'status' })
       return device
     })
   }
 
-  async auditLog(
-    limit = 100,
-  ): Promise<Array<{ at: number; actor: string; action: string; deviceId: string | null; detail: unknown }>> {
+  /** Changes installation details; every changed field is audited with its old and new value. */
+  update(id: string, patch: DeviceUpdate, actor: string): Promise<Device> {
+    const data = DeviceUpdateSchema.parse(patch)
+    return this.serial(async () => {
+      const entry = this.cache.get(id)
+      if (entry === undefined) throw new RegistryError('device_not_found', `device ${id} is not registered`)
+      if (entry.device.status === 'decommissioned')
+        throw new RegistryError('invalid_transition', `device ${id} is decommissioned`)
+      const before = entry.device
+      const next: Device = {
+        ...before,
+        ...(data.name !== undefined && { name: data.name }),
+        ...(data.regency !== undefined && { regency: data.regency }),
+        ...(data.district !== undefined && { district: data.district }),
+        ...(data.latitude !== undefined && { latitude: data.latitude }),
+        ...(data.longitude !== undefined && { longitude: data.longitude }),
+        ...(data.reportingIntervalMs !== undefined && { reportingIntervalMs: data.reportingIntervalMs }),
+        ...(data.calibrationOffset !== undefined && { calibrationOffset: data.calibrationOffset }),
+        ...(data.thresholds !== undefined && { thresholds: data.thresholds ?? undefined }),
+        ...(data.notes !== undefined && { notes: data.notes ?? undefined }),
+      }
+      const changes: Record<string, { from: unknown; to: unknown }> = {}
+      for (const key of Object.keys(data) as Array<keyof typeof data>) {
+        const from = before[key] ?? null
+        const to = next[key] ?? null
+        if (JSON.stringify(from) !== JSON.stringify(to)) changes[key] = { from, to }
+      }
+      if (Object.keys(changes).length === 0) return before
+      const now = Date.now()
+      const device: Device = { ...next, updatedAt: now, updatedBy: actor }
+      await this.db.run(
+        `UPDATE devices SET name = $name, regency = $regency, district = $district, latitude = $lat,
+          longitude = $lon, reporting_interval_ms = $interval, thresholds = $thresholds, notes = $notes,
+          calibration_offset = $calibration, updated_at = $now, updated_by = $actor WHERE id = $id`,
+        {
+          id,
+          name: device.name,
+          regency: device.regency,
+          district: device.district,
+          lat: device.latitude,
+          lon: device.longitude,
+          interval: device.reportingIntervalMs,
+          thresholds: device.thresholds ? JSON.stringify(device.thresholds) : null,
+          notes: device.notes ?? null,
+          calibration: device.calibrationOffset,
+          now,
+          actor,
+        },
+      )
+      await this.audit(actor, 'update', id, changes)
+      this.cache.set(id, { device, secretHash: entry.secretHash })
+      this.emit('changed', { device, action: 'update' })
+      return device
+    })
+  }
+
+  /** Creates a named installer token and returns it: the only time it is shown. */
+  createInstallerToken(name: string, actor: string): Promise<{ name: string; token: string }> {
+    const parsed = InstallerNameSchema.parse(name)
+    return this.serial(async () => {
+      const existing = (
+        await this.db.runAndReadAll('SELECT revoked_at FROM installer_tokens WHERE name = $name', {
+          name: parsed,
+        })
+      ).getRowObjectsJS()
+      if (existing.length > 0 && existing[0]?.revoked_at == null)
+        throw new RegistryError('installer_exists', `installer ${parsed} already has a token`)
+      const token = `inst_${randomBytes(24).toString('base64url')}`
+      const tokenHash = this.hash(token).toString('base64')
+      await this.db.run('DELETE FROM installer_tokens WHERE name = $name', { name: parsed })
+      await this.db.run('INSERT INTO installer_tokens VALUES ($name, $hash, $now, $actor, NULL)', {
+        name: parsed,
+        hash: tokenHash,
+        now: Date.now(),
+        actor,
+      })
+      await this.audit(actor, 'installer:create', null, { installer: parsed })
+      this.installerTokens.set(tokenHash, parsed)
+      return { name: parsed, token }
+    })
+  }
+
+  revokeInstallerToken(name: string, actor: string): Promise<void> {
+    return this.serial(async () => {
+      const hash = [...this.installerTokens].find(([, n]) => n === name)?.[0]
+      if (hash === undefined)
+        throw new RegistryError('installer_not_found', `installer ${name} has no active token`)
+      await this.db.run('UPDATE installer_tokens SET revoked_at = $now WHERE name = $name', {
+        now: Date.now(),
+        name,
+      })
+      await this.audit(actor, 'installer:revoke', null, { installer: name })
+      this.installerTokens.delete(hash)
+    })
+  }
+
+  installers(): string[] {
+    return [...this.installerTokens.values()].sort()
+  }
+
+  /**
+   * The installer a token belongs to, or undefined. The lookup is by keyed hash, so timing reveals nothing
+   * about the token itself.
+   */
+  verifyInstallerToken(token: string | undefined): string | undefined {
+    if (token === undefined || token.length > 200) return undefined
+    return this.installerTokens.get(this.hash(token).toString('base64'))
+  }
+
+  async auditLog(options: number | { limit?: number; deviceId?: string } = {}): Promise<AuditEntry[]> {
+    const { limit = 100, deviceId } = typeof options === 'number' ? { limit: options } : options
     const rows = await this.serial(async () =>
       (
-        await this.db.runAndReadAll('SELECT * FROM audit_log ORDER BY occurred_at DESC LIMIT $limit', {
-          limit,
-        })
+        await this.db.runAndReadAll(
+          `SELECT * FROM audit_log ${deviceId === undefined ? '' : 'WHERE device_id = $device'}
+            ORDER BY occurred_at DESC LIMIT $limit`,
+          deviceId === undefined ? { limit } : { limit, device: deviceId },
+        )
       ).getRowObjectsJS(),
     )
     return rows.map((r) => ({

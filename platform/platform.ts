@@ -18,6 +18,10 @@ import { type SimulatedFleet, startSimulatedFleet } from './sim-fleet.ts'
 
 export interface Platform {
   readonly mqttUrl: string
+  /** MQTT over WebSocket (`ws://…/mqtt`) when MQTT_WS_PORT is set. */
+  readonly mqttWsUrl?: string
+  /** MQTT over TLS (`mqtts://…`) when MQTT_TLS_PORT is set. */
+  readonly mqttTlsUrl?: string
   readonly httpUrl: string
   readonly wallUrl: string
   readonly apiToken: string
@@ -148,6 +152,8 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
 
     return {
       mqttUrl,
+      ...(mqtt.wsPort !== undefined && { mqttWsUrl: `ws://${urlHost(mqtt.host)}:${mqtt.wsPort}/mqtt` }),
+      ...(mqtt.tlsPort !== undefined && { mqttTlsUrl: `mqtts://${urlHost(mqtt.host)}:${mqtt.tlsPort}` }),
       httpUrl,
       wallUrl: `${httpUrl}/${config.dashboard.displayToken ? `?token=${encodeURIComponent(config.dashboard.displayToken)}` : ''}`,
       apiToken,

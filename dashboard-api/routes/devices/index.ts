@@ -1,12 +1,20 @@
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import { DeviceIdSchema } from '../../../firmware-contracts/index.ts'
-import { NewDeviceSchema, RegistryError } from '../../../ingest/registry.ts'
+import {
+  DeviceFilterSchema,
+  DeviceUpdateSchema,
+  NewDeviceSchema,
+  RegistryError,
+} from '../../../ingest/registry.ts'
 import { StoreWriteError } from '../../../ingest/store/types.ts'
 import { HttpError } from '../../errors.ts'
 import { timeParam } from '../../time-range.ts'
+import { actorOf, registryAuth } from './auth.ts'
+import { CommissioningTracker } from './commissioning.ts'
 
 const ParamsSchema = z.strictObject({ id: DeviceIdSchema })
+const ReasonBodySchema = z.strictObject({ reason: z.string().trim().min(1).max(500).optional() }).optional()
 const MAX_READINGS = 10_000
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
@@ -15,31 +23,38 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   return r.data
 }
 
-function registryError(err: unknown): never {
+export function registryError(err: unknown): never {
   if (err instanceof RegistryError) {
-    throw new HttpError(
-      err.code === 'device_not_found' ? 404 : 409,
-      err.code === 'device_not_found' ? 'not_found' : 'conflict',
-      err.message,
-    )
+    const notFound = err.code === 'device_not_found' || err.code === 'installer_not_found'
+    throw new HttpError(notFound ? 404 : 409, notFound ? 'not_found' : 'conflict', err.message)
   }
   throw err
 }
 
-/** Installer-facing registry endpoints. Every change is audited with the token's role as the actor. */
+/**
+ * Installer-facing registry endpoints, protected by the API token or an installer token. Every change is
+ * audited under the caller's name; revocation and rotation end the device's live MQTT session at once (the
+ * broker listens to the registry's changes).
+ */
 export default async function devicesRoutes(app: FastifyInstance) {
-  const { registry, store, live, rejections } = app.deps
-  const actor = 'api'
+  const { registry, store, live, rejections, bus } = app.deps
+  const commissioning = new CommissioningTracker(bus)
+  app.addHook('onClose', async () => commissioning.close())
+  const auth = registryAuth(app)
 
-  app.addHook('onRequest', async (req, reply) => {
-    if (req.url.startsWith('/api/v1/devices')) await app.requireApiToken(req, reply)
+  app.addHook('onRequest', async (req) => {
+    if (req.url.startsWith('/api/v1/devices')) await auth(req)
   })
 
-  app.get('/api/v1/devices', async () => ({ devices: registry.list() }))
+  app.get('/api/v1/devices', async (req) => {
+    const filter = parse(DeviceFilterSchema, req.query)
+    const devices = registry.list(filter)
+    return { count: devices.length, devices }
+  })
 
   app.post('/api/v1/devices', async (req, reply) => {
     const input = parse(NewDeviceSchema, req.body)
-    const { device, secret } = await registry.register(input, actor).catch(registryError)
+    const { device, secret } = await registry.register(input, actorOf(req)).catch(registryError)
     reply.code(201)
     // The secret is returned this once and never stored in clear.
     return { device, secret, mqtt: { clientId: device.id, username: device.id, password: secret } }
@@ -56,22 +71,65 @@ export default async function devicesRoutes(app: FastifyInstance) {
     return { device: deviceOr404(id) }
   })
 
+  app.patch('/api/v1/devices/:id', async (req) => {
+    const { id } = parse(ParamsSchema, req.params)
+    const patch = parse(DeviceUpdateSchema, req.body)
+    return { device: await registry.update(id, patch, actorOf(req)).catch(registryError) }
+  })
+
   app.post('/api/v1/devices/:id/rotate', async (req) => {
     const { id } = parse(ParamsSchema, req.params)
-    const { device, secret } = await registry.rotateSecret(id, actor).catch(registryError)
-    return { device, secret }
+    const { device, secret } = await registry.rotateSecret(id, actorOf(req)).catch(registryError)
+    return { device, secret, mqtt: { clientId: device.id, username: device.id, password: secret } }
+  })
+
+  app.post('/api/v1/devices/:id/revoke', async (req) => {
+    const { id } = parse(ParamsSchema, req.params)
+    parse(ReasonBodySchema, req.body)
+    return { device: await registry.setStatus(id, 'revoked', actorOf(req)).catch(registryError) }
+  })
+
+  app.post('/api/v1/devices/:id/decommission', async (req) => {
+    const { id } = parse(ParamsSchema, req.params)
+    parse(ReasonBodySchema, req.body)
+    const device = await registry.setStatus(id, 'decommissioned', actorOf(req)).catch(registryError)
+    commissioning.forget(id)
+    return { device }
+  })
+
+  app.get('/api/v1/devices/:id/audit', async (req) => {
+    const { id } = parse(ParamsSchema, req.params)
+    const { limit } = parse(
+      z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+      req.query,
+    )
+    deviceOr404(id)
+    return { device: id, entries: await registry.auditLog({ limit, deviceId: id }) }
   })
 
   app.get('/api/v1/devices/:id/commissioning', async (req) => {
     const { id } = parse(ParamsSchema, req.params)
     const device = deviceOr404(id)
+    const state = commissioning.get(id)
     const view = live.view(id)
+    const rejected = rejections.forDevice(id)
     return {
+      now: Date.now(),
       device,
-      online: view?.online ?? false,
-      lastSeen: view?.lastSeen ?? null,
-      latestReading: view?.latest ?? null,
-      rejections: rejections.forDevice(id),
+      connection: {
+        online: state?.online ?? view?.online ?? false,
+        everConnected: state?.firstConnectedAt != null || device.status === 'active',
+        firstConnectedAt: state?.firstConnectedAt ?? null,
+        lastConnectedAt: state?.lastConnectedAt ?? null,
+        lastDisconnectedAt: state?.lastDisconnectedAt ?? null,
+        lastStatusSource: state?.lastStatusSource ?? null,
+        lastSeen: view?.lastSeen ?? null,
+      },
+      firstReading: state?.firstReading ?? null,
+      latestReading: state?.latestReading ?? null,
+      readingsSinceStart: state?.readings ?? 0,
+      // Oldest first (the log keeps the latest 20); payloads are truncated by the rejection log.
+      rejections: rejected,
     }
   })
 

@@ -1,0 +1,131 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { DeviceRegistry, RegistryError } from '../ingest/registry.ts'
+import { RIVER_DEVICE } from './helpers/platform.ts'
+
+const KEY = randomBytes(32)
+
+describe('device registry', () => {
+  const dirs: string[] = []
+  const open = async (dir = mkdtempSync(join(tmpdir(), 'registry-'))) => {
+    if (!dirs.includes(dir)) dirs.push(dir)
+    return { dir, registry: await DeviceRegistry.open({ path: join(dir, 'r.duckdb'), key: KEY }) }
+  }
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+  })
+
+  it('issues a random secret of 128+ bits once and keeps only its keyed hash', async () => {
+    const { dir, registry } = await open()
+    const { device, secret } = await registry.register({ ...RIVER_DEVICE }, 'alice')
+    expect(Buffer.from(secret, 'base64url').length * 8).toBeGreaterThanOrEqual(128)
+    expect(device.status).toBe('provisioned')
+    expect(device.calibrationOffset).toBe(0)
+    expect(registry.verify(device.id, secret)?.id).toBe(device.id)
+    expect(registry.verify(device.id, `${secret}x`)).toBeUndefined()
+    expect(registry.verify(device.id, undefined)).toBeUndefined()
+    const other = await registry.register({ ...RIVER_DEVICE, id: 'dps-river-902' }, 'alice')
+    expect(other.secret).not.toBe(secret)
+    await registry.close()
+    const bytes = readFileSync(join(dir, 'r.duckdb'))
+    expect(bytes.includes(Buffer.from(secret))).toBe(false)
+  })
+
+  it('rotates, updates, filters, enforces status transitions and audits every change', async () => {
+    const { dir, registry } = await open()
+    const { secret } = await registry.register({ ...RIVER_DEVICE }, 'alice')
+    await registry.register(
+      {
+        ...RIVER_DEVICE,
+        id: 'lbt-rain-001',
+        kind: 'rain-gauge',
+        name: 'Praya rain gauge',
+        regency: 'Lombok Tengah',
+        district: 'Praya',
+      },
+      'bob',
+    )
+    await expect(registry.register({ ...RIVER_DEVICE }, 'alice')).rejects.toMatchObject({
+      code: 'device_exists',
+    })
+    expect(() => registry.register({ ...RIVER_DEVICE, id: 'internal-x' }, 'alice')).toThrow()
+
+    const rotated = await registry.rotateSecret(RIVER_DEVICE.id, 'alice')
+    expect(registry.verify(RIVER_DEVICE.id, secret)).toBeUndefined()
+    expect(registry.verify(RIVER_DEVICE.id, rotated.secret)).toBeDefined()
+
+    const updated = await registry.update(
+      RIVER_DEVICE.id,
+      { calibrationOffset: -2.5, thresholds: { waspada: 160, siaga: 210, awas: 260 }, notes: 'pole moved' },
+      'carol',
+    )
+    expect(updated).toMatchObject({ calibrationOffset: -2.5, updatedBy: 'carol', notes: 'pole moved' })
+
+    expect(registry.list({ kind: 'rain-gauge' }).map((d) => d.id)).toEqual(['lbt-rain-001'])
+    expect(registry.list({ regency: 'kota denpasar' }).map((d) => d.id)).toEqual([RIVER_DEVICE.id])
+    expect(registry.list({ q: 'badung' }).map((d) => d.id)).toEqual([RIVER_DEVICE.id])
+    expect(registry.list({ status: 'revoked' })).toEqual([])
+
+    await registry.setStatus(RIVER_DEVICE.id, 'revoked', 'dave')
+    expect(registry.verify(RIVER_DEVICE.id, rotated.secret)).toBeUndefined()
+    await expect(registry.rotateSecret(RIVER_DEVICE.id, 'dave')).rejects.toBeInstanceOf(RegistryError)
+    await expect(registry.setStatus(RIVER_DEVICE.id, 'active', 'dave')).rejects.toMatchObject({
+      code: 'invalid_transition',
+    })
+    await registry.setStatus(RIVER_DEVICE.id, 'decommissioned', 'dave')
+    await expect(registry.update(RIVER_DEVICE.id, { name: 'x' }, 'dave')).rejects.toMatchObject({
+      code: 'invalid_transition',
+    })
+
+    const audit = await registry.auditLog({ deviceId: RIVER_DEVICE.id })
+    expect(audit.map((a) => [a.actor, a.action])).toEqual([
+      ['dave', 'status:decommissioned'],
+      ['dave', 'status:revoked'],
+      ['carol', 'update'],
+      ['alice', 'rotate-secret'],
+      ['alice', 'register'],
+    ])
+    expect(audit[2]?.detail).toMatchObject({ calibrationOffset: { from: 0, to: -2.5 } })
+    await registry.close()
+
+    // Everything survives a restart.
+    const again = await open(dir)
+    expect(again.registry.get(RIVER_DEVICE.id)).toMatchObject({
+      status: 'decommissioned',
+      calibrationOffset: -2.5,
+      thresholds: { waspada: 160, siaga: 210, awas: 260 },
+    })
+    await again.registry.close()
+  })
+
+  it('issues named installer tokens, verifies them and revokes them', async () => {
+    const { dir, registry } = await open()
+    const { token } = await registry.createInstallerToken('wayan', 'admin')
+    expect(registry.verifyInstallerToken(token)).toBe('wayan')
+    expect(registry.verifyInstallerToken(`${token}x`)).toBeUndefined()
+    await expect(registry.createInstallerToken('wayan', 'admin')).rejects.toMatchObject({
+      code: 'installer_exists',
+    })
+    expect(() => registry.createInstallerToken('admin', 'admin')).toThrow()
+    await registry.close()
+    const again = await open(dir)
+    expect(again.registry.verifyInstallerToken(token)).toBe('wayan')
+    await again.registry.revokeInstallerToken('wayan', 'admin')
+    expect(again.registry.verifyInstallerToken(token)).toBeUndefined()
+    await again.registry.close()
+  })
+
+  it('tells listeners about changes (the broker disconnects on them)', async () => {
+    const { registry } = await open()
+    const seen: string[] = []
+    registry.on('changed', (c) => seen.push(`${c.action}:${c.device.status}`))
+    await registry.register({ ...RIVER_DEVICE }, 'a')
+    await registry.rotateSecret(RIVER_DEVICE.id, 'a')
+    await registry.setStatus(RIVER_DEVICE.id, 'revoked', 'a')
+    expect(seen).toEqual(['register:provisioned', 'rotate-secret:provisioned', 'status:revoked'])
+    await registry.close()
+  })
+})

@@ -16,6 +16,8 @@ export const DashboardEnvSchema = z.object({
   LIVE_HEARTBEAT_MS: envInt(1000, 600_000).default(30_000),
   /** Comma-separated origins allowed to open the live stream from a browser; unset allows any. */
   LIVE_ALLOWED_ORIGINS: z.string().trim().optional(),
+  /** A river alert level is left only when the water falls this many cm below its threshold. */
+  RIVER_HYSTERESIS_CM: envInt(0, 1000).default(5),
 })
 
 export interface DashboardConfig {
@@ -29,6 +31,9 @@ export interface DashboardConfig {
     readonly maxBufferedBytes: number
     readonly slowClientTimeoutMs: number
     readonly heartbeatMs: number
+  }
+  readonly aggregates: {
+    readonly riverHysteresisCm: number
   }
 }
 
@@ -48,5 +53,6 @@ export function dashboardConfigFromEnv(env: Readonly<Record<string, string | und
       slowClientTimeoutMs: e.LIVE_SLOW_CLIENT_TIMEOUT_MS,
       heartbeatMs: e.LIVE_HEARTBEAT_MS,
     },
+    aggregates: { riverHysteresisCm: e.RIVER_HYSTERESIS_CM },
   }
 }

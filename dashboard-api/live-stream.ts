@@ -1,9 +1,11 @@
 import type { Logger } from 'pino'
 import type { WebSocket } from 'ws'
-import type { LiveState } from './live-state.ts'
+import { CURRENT_ISPU_TABLE } from './aggregates/ispu.ts'
+import { computeRollups } from './aggregates/rollups.ts'
+import type { CachedView, LiveState } from './live-state.ts'
 import {
+  type Alarm,
   ClientMessageSchema,
-  type DeviceLive,
   inScope,
   LIVE_PROTOCOL_VERSION,
   type LiveErrorCode,
@@ -21,23 +23,68 @@ export interface LiveStreamOptions {
   readonly heartbeatMs: number
 }
 
+/** Client messages allowed per second (burst: twice that); more get an error frame and are ignored. */
+const CLIENT_MESSAGES_PER_SEC = 10
+
 interface LiveClient {
   readonly socket: WebSocket
   scope: Scope
-  /** Latest state per device not yet sent: bounded by the number of devices in scope. */
-  readonly pending: Map<string, DeviceLive>
+  scopeKey: string
+  /**
+   * Device JSON not yet sent, latest per device: bounded by the number of devices in scope whatever the
+   * client's speed (the strings are shared with the aggregator's cache, not copied).
+   */
+  readonly pending: Map<string, string>
+  needRollups: boolean
+  needAlarms: boolean
   slowSince: number | null
   alive: boolean
+  tokens: number
+  tokensAt: number
+}
+
+interface ScopeTick {
+  readonly devices: CachedView[]
+  rollups: string | undefined
+  alarms: string | undefined
+  frame: Buffer | undefined
+}
+
+/** The latest rollups and alarms (JSON) per scope, to send only what changed. */
+interface ScopeLists {
+  rollups: string
+  alarms: string
+}
+
+export interface LiveHubStats {
+  readonly clients: number
+  /** Devices waiting to be sent, over all clients, and the most for one client. */
+  readonly pendingTotal: number
+  readonly pendingMax: number
+  /** Unsent bytes in the fullest client socket now, and the most seen since start. */
+  readonly bufferedMax: number
+  readonly bufferedPeak: number
+  readonly slowDisconnects: number
+  readonly deadDisconnects: number
+  readonly framesSent: number
+}
+
+function scopeKey(scope: Scope): string {
+  const norm = (a: readonly string[] | undefined) => (a === undefined ? null : [...a].sort())
+  return JSON.stringify([norm(scope.regency), norm(scope.district), norm(scope.kind), norm(scope.device)])
 }
 
 /**
- * Fans the live state out to WebSocket clients. Ingest only marks devices as changed; this hub reads the
- * changes on its own timer, so a slow or stuck display can never hold up ingest or another display.
+ * Fans the live state out to WebSocket clients. Ingest only updates the aggregates and marks devices as
+ * changed; this hub reads the changes on its own timer, serialises each changed device once and each
+ * frame once per distinct scope, so a slow or stuck display can never hold up ingest or another display.
  */
 export class LiveHub {
   private readonly clients = new Set<LiveClient>()
+  private readonly lists = new Map<string, ScopeLists>()
   private tickTimer: NodeJS.Timeout | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
+  private counters = { slowDisconnects: 0, deadDisconnects: 0, framesSent: 0, bufferedPeak: 0 }
 
   constructor(
     private readonly state: LiveState,
@@ -56,8 +103,31 @@ export class LiveHub {
     return this.clients.size
   }
 
+  stats(): LiveHubStats {
+    let pendingTotal = 0
+    let pendingMax = 0
+    let bufferedMax = 0
+    for (const c of this.clients) {
+      pendingTotal += c.pending.size
+      pendingMax = Math.max(pendingMax, c.pending.size)
+      bufferedMax = Math.max(bufferedMax, c.socket.bufferedAmount)
+    }
+    return { clients: this.clients.size, pendingTotal, pendingMax, bufferedMax, ...this.counters }
+  }
+
   add(socket: WebSocket) {
-    const client: LiveClient = { socket, scope: {}, pending: new Map(), slowSince: null, alive: true }
+    const client: LiveClient = {
+      socket,
+      scope: {},
+      scopeKey: scopeKey({}),
+      pending: new Map(),
+      needRollups: false,
+      needAlarms: false,
+      slowSince: null,
+      alive: true,
+      tokens: 2 * CLIENT_MESSAGES_PER_SEC,
+      tokensAt: Date.now(),
+    }
     this.clients.add(client)
     socket.on('pong', () => {
       client.alive = true
@@ -68,11 +138,12 @@ export class LiveHub {
       this.log.debug({ err: err.message }, 'live client socket error')
       this.clients.delete(client)
     })
-    this.send(client, {
+    this.sendMessage(client, {
       v: LIVE_PROTOCOL_VERSION,
       type: 'hello',
       now: Date.now(),
       intervalMs: this.options.intervalMs,
+      ispuTable: CURRENT_ISPU_TABLE,
     })
     this.sendSnapshot(client)
   }
@@ -85,6 +156,14 @@ export class LiveHub {
   }
 
   private onMessage(client: LiveClient, data: unknown, isBinary: boolean) {
+    const now = Date.now()
+    client.tokens = Math.min(
+      2 * CLIENT_MESSAGES_PER_SEC,
+      client.tokens + ((now - client.tokensAt) / 1000) * CLIENT_MESSAGES_PER_SEC,
+    )
+    client.tokensAt = now
+    if (client.tokens < 1) return this.error(client, 'rate_limited', 'too many messages; slow down')
+    client.tokens -= 1
     let parsed: unknown
     try {
       parsed = isBinary ? undefined : JSON.parse(String(data))
@@ -96,63 +175,150 @@ export class LiveHub {
       return this.error(
         client,
         'bad_message',
-        'expected {"type":"subscribe","scope":{...}} or {"type":"ping"}',
+        'expected {"v":1,"type":"subscribe","scope":{...}} or {"v":1,"type":"ping"}',
       )
     const msg = result.data
     if (msg.type === 'ping') {
-      this.send(client, { v: LIVE_PROTOCOL_VERSION, type: 'pong', now: Date.now(), id: msg.id })
+      this.sendMessage(client, { v: LIVE_PROTOCOL_VERSION, type: 'pong', now, id: msg.id })
     } else {
       client.scope = msg.scope
+      client.scopeKey = scopeKey(msg.scope)
       client.pending.clear()
+      client.needAlarms = false
+      client.needRollups = false
       this.sendSnapshot(client)
     }
   }
 
   private error(client: LiveClient, code: LiveErrorCode, message: string) {
-    this.send(client, { v: LIVE_PROTOCOL_VERSION, type: 'error', code, message })
+    this.sendMessage(client, { v: LIVE_PROTOCOL_VERSION, type: 'error', code, message })
+  }
+
+  private scopeAlarms(scope: Scope, alarms: readonly Alarm[]): Alarm[] {
+    return alarms.filter((a) =>
+      inScope(scope, { id: a.deviceId, kind: a.kind, regency: a.regency, district: a.district }),
+    )
+  }
+
+  private computeLists(scope: Scope, all: readonly CachedView[], alarms: readonly Alarm[]): ScopeLists {
+    const inS = all.filter((v) => inScope(scope, v.view))
+    const a = this.scopeAlarms(scope, alarms)
+    return {
+      rollups: JSON.stringify(
+        computeRollups(
+          inS.map((v) => v.view),
+          a,
+        ),
+      ),
+      alarms: JSON.stringify(a),
+    }
   }
 
   private sendSnapshot(client: LiveClient) {
-    const devices = this.state.all().filter((d) => inScope(client.scope, d))
-    this.send(client, { v: LIVE_PROTOCOL_VERSION, type: 'snapshot', now: Date.now(), devices })
+    const now = Date.now()
+    const all = this.state.all(now)
+    const lists = this.computeLists(client.scope, all, this.state.alarms())
+    const devices = all.filter((v) => inScope(client.scope, v.view)).map((v) => v.json)
+    this.sendRaw(
+      client,
+      `{"v":${LIVE_PROTOCOL_VERSION},"type":"snapshot","now":${now},"devices":[${devices.join(',')}],"rollups":${lists.rollups},"alarms":${lists.alarms}}`,
+    )
+  }
+
+  private deltaFrame(now: number, devices: Iterable<string>, rollups?: string, alarms?: string): string {
+    let s = `{"v":${LIVE_PROTOCOL_VERSION},"type":"delta","now":${now},"devices":[${[...devices].join(',')}]`
+    if (rollups !== undefined) s += `,"rollups":${rollups}`
+    if (alarms !== undefined) s += `,"alarms":${alarms}`
+    return `${s}}`
   }
 
   private tick() {
-    const changed = this.state.drainChanged()
     const now = Date.now()
-    if (changed.size > 0 && this.clients.size > 0) {
-      const views: DeviceLive[] = []
-      for (const id of changed) {
-        const v = this.state.view(id)
-        if (v) views.push(v)
-      }
-      for (const client of this.clients) {
-        for (const v of views) if (inScope(client.scope, v)) client.pending.set(v.id, v)
-      }
+    const { views, alarmsChanged } = this.state.refresh(now)
+    if (this.clients.size === 0) {
+      this.lists.clear()
+      return
     }
-    for (const client of this.clients) this.flush(client, now)
+    const groups = new Map<string, ScopeTick>()
+    if (views.length > 0 || alarmsChanged) {
+      const all = this.state.all(now)
+      const alarms = this.state.alarms()
+      for (const client of this.clients) {
+        if (groups.has(client.scopeKey)) continue
+        const lists = this.computeLists(client.scope, all, alarms)
+        const prev = this.lists.get(client.scopeKey)
+        const tick: ScopeTick = {
+          devices: views.filter((v) => inScope(client.scope, v.view)),
+          rollups: prev?.rollups === lists.rollups ? undefined : lists.rollups,
+          alarms: prev?.alarms === lists.alarms ? undefined : lists.alarms,
+          frame: undefined,
+        }
+        this.lists.set(client.scopeKey, lists)
+        groups.set(client.scopeKey, tick)
+      }
+      for (const key of this.lists.keys()) if (!groups.has(key)) this.lists.delete(key)
+    }
+    for (const client of this.clients) {
+      const g = groups.get(client.scopeKey)
+      const hasNews =
+        g !== undefined && (g.devices.length > 0 || g.rollups !== undefined || g.alarms !== undefined)
+      const blocked = client.socket.bufferedAmount > this.options.maxBufferedBytes
+      if (hasNews && !blocked && client.pending.size === 0 && !client.needRollups && !client.needAlarms) {
+        // The common case: one frame per scope per tick, shared by every client of that scope.
+        g.frame ??= Buffer.from(
+          this.deltaFrame(
+            now,
+            g.devices.map((v) => v.json),
+            g.rollups,
+            g.alarms,
+          ),
+        )
+        client.slowSince = null
+        this.sendRaw(client, g.frame)
+        continue
+      }
+      if (hasNews) {
+        for (const v of g.devices) client.pending.set(v.view.id, v.json)
+        if (g.rollups !== undefined) client.needRollups = true
+        if (g.alarms !== undefined) client.needAlarms = true
+      }
+      this.flush(client, now, blocked)
+    }
   }
 
-  private flush(client: LiveClient, now: number) {
-    if (client.pending.size === 0) return
-    if (client.socket.bufferedAmount > this.options.maxBufferedBytes) {
+  private flush(client: LiveClient, now: number, blocked: boolean) {
+    if (client.pending.size === 0 && !client.needRollups && !client.needAlarms) return
+    if (blocked) {
       client.slowSince ??= now
       if (now - client.slowSince > this.options.slowClientTimeoutMs) {
-        this.log.warn({ buffered: client.socket.bufferedAmount }, 'live client too slow; disconnecting')
+        this.log.warn(
+          { buffered: client.socket.bufferedAmount, pending: client.pending.size },
+          'live client too slow; disconnecting',
+        )
+        this.counters.slowDisconnects++
         client.socket.terminate()
         this.clients.delete(client)
       }
       return
     }
     client.slowSince = null
-    const devices = [...client.pending.values()]
+    const lists = this.lists.get(client.scopeKey)
+    const frame = this.deltaFrame(
+      now,
+      client.pending.values(),
+      client.needRollups ? lists?.rollups : undefined,
+      client.needAlarms ? lists?.alarms : undefined,
+    )
     client.pending.clear()
-    this.send(client, { v: LIVE_PROTOCOL_VERSION, type: 'delta', now, devices })
+    client.needRollups = false
+    client.needAlarms = false
+    this.sendRaw(client, frame)
   }
 
   private heartbeat() {
     for (const client of this.clients) {
       if (!client.alive) {
+        this.counters.deadDisconnects++
         client.socket.terminate()
         this.clients.delete(client)
         continue
@@ -162,8 +328,15 @@ export class LiveHub {
     }
   }
 
-  private send(client: LiveClient, msg: ServerMessage) {
+  private sendMessage(client: LiveClient, msg: ServerMessage) {
+    this.sendRaw(client, JSON.stringify(msg))
+  }
+
+  private sendRaw(client: LiveClient, data: string | Buffer) {
     if (client.socket.readyState !== client.socket.OPEN) return
-    client.socket.send(JSON.stringify(msg))
+    client.socket.send(data, { binary: false })
+    this.counters.framesSent++
+    const buffered = client.socket.bufferedAmount
+    if (buffered > this.counters.bufferedPeak) this.counters.bufferedPeak = buffered
   }
 }

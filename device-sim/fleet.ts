@@ -63,7 +63,8 @@ const ENTRANCES = ['pintu utama', 'pintu utara', 'pintu selatan', 'pintu timur',
 interface Slot {
   readonly place: Place
   readonly name: string
-  readonly thresholds?: RiverAlertLevels
+  /** River alert levels, or a market's capacity (people inside at a normal peak) for its counters. */
+  readonly thresholds?: RiverAlertLevels | { readonly capacity: number }
   /** 0 for the first device at a site, 1 for the second, ... */
   readonly round: number
 }
@@ -92,7 +93,12 @@ function slotFor(kind: DeviceKind, index: number): Slot {
       const round = Math.floor(index / MARKETS.length)
       const entrance = ENTRANCES[round % ENTRANCES.length]!
       const lap = Math.floor(round / ENTRANCES.length)
-      return { place, name: `${place.name}, ${entrance}${lap === 0 ? '' : ` ${lap + 1}`}`, round }
+      return {
+        place,
+        name: `${place.name}, ${entrance}${lap === 0 ? '' : ` ${lap + 1}`}`,
+        thresholds: { capacity: place.capacity },
+        round,
+      }
     }
   }
 }

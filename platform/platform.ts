@@ -110,7 +110,7 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
       { maxFutureSkewMs: config.ingest.maxFutureSkewMs, maxPayloadBytes: config.ingest.maxPayloadBytes },
       { spool, registry, bus, metrics, rejections, log },
     )
-    const live = new LiveState(registry, bus)
+    const live = new LiveState(registry, bus, config.dashboard.aggregates)
     const broker = await createBroker(config.broker, { registry, ingest, bus, metrics, log })
     const mqtt = await broker.start()
     cleanup.unshift(() => broker.stop())

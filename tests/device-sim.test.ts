@@ -87,6 +87,9 @@ describe('defineFleet', () => {
         const t = device.thresholds!
         expect(t.waspada).toBeLessThan(t.siaga!)
         expect(t.siaga).toBeLessThan(t.awas!)
+      } else if (device.kind === 'crowd-counter') {
+        // The market's capacity, so the wall display can show occupancy against it.
+        expect(device.thresholds?.capacity).toBeGreaterThan(0)
       } else {
         expect(device.thresholds).toBeUndefined()
       }

@@ -23,4 +23,10 @@ export default async function liveRoutes(app: FastifyInstance) {
     },
     (socket) => app.hub.add(socket),
   )
+  // Operators and benchmarks: how many displays, how far behind the slowest one is, how many were cut off.
+  app.get('/api/v1/live/stats', { onRequest: app.requireApiToken }, async () => ({
+    ...app.hub.stats(),
+    devices: app.deps.live.deviceCount,
+    alarms: app.deps.live.alarms().length,
+  }))
 }

@@ -1,0 +1,7 @@
+export * from './aggregator.ts'
+export * from './alarms.ts'
+export * from './ispu.ts'
+export * from './occupancy.ts'
+export * from './river-status.ts'
+export * from './rolling.ts'
+export * from './rollups.ts'

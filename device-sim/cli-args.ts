@@ -19,12 +19,19 @@ The platform issues device secrets, so devices come from a JSON file:
   1. npm run sim -- --print-fleet --per-kind 2 > fleet.json      (ids, kinds, places; no secrets)
   2. register them with the platform (npm run device), which returns each secret once
   3. npm run sim -- --devices devices.json                       ([{"id","kind","secret",...}, ...])
+or let the simulator register its fleet itself through the REST API (rotating the secrets of devices that
+are already registered):
+     API_TOKEN=... npm run sim -- --api http://127.0.0.1:8080 --per-kind 3
 
 Devices
   --devices <file>         JSON array of {id, kind, secret, ...}, or {"devices": [...]}
   --per-kind <n>           at most n devices of each kind from the file; with --print-fleet the fleet size (2)
   --kinds <list>           comma-separated kinds to use (default: all): ${DEVICE_KINDS.join(', ')}
   --print-fleet            print the deterministic fleet definition for registration, then exit
+  --api <url>              register the fleet (--per-kind, --kinds, --seed) through the platform's REST API,
+                           or rotate the secrets of devices already registered; instead of --devices
+  --api-token <token>      bearer token of the REST API (default: the API_TOKEN environment variable)
+  --api-wait <ms>          keep retrying while the API is not reachable yet for this long (default 30000)
 
 Simulation
   --url <url>              broker URL (default mqtt://127.0.0.1:1883)
@@ -117,7 +124,9 @@ export type CliCommand =
     }
   | (CommonSimArgs & {
       readonly mode: 'simulate'
-      readonly devicesFile: string
+      /** Where the devices come from: a file with secrets, or the platform's REST API. */
+      readonly devicesFile: string | undefined
+      readonly api: { readonly url: string; readonly token: string; readonly waitMs: number } | undefined
       readonly perKind: number | undefined
       readonly kinds: DeviceKindList
       readonly intervalMs: number | undefined
@@ -146,6 +155,9 @@ const OPTIONS = {
   'per-kind': { type: 'string' },
   kinds: { type: 'string' },
   'print-fleet': { type: 'boolean' },
+  api: { type: 'string' },
+  'api-token': { type: 'string' },
+  'api-wait': { type: 'string' },
   url: { type: 'string' },
   interval: { type: 'string' },
   seed: { type: 'string' },
@@ -193,8 +205,36 @@ function parseKinds(value: string | undefined): DeviceKindList {
   return kinds as DeviceKindList
 }
 
-/** Parses `npm run sim` arguments. Throws CliUsageError with a message meant for the user. */
-export function parseCliArgs(argv: readonly string[]): CliCommand {
+function parseApi(
+  url: string,
+  flagToken: string | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): { url: string; token: string } {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new CliUsageError(`--api must be an http(s) URL such as http://127.0.0.1:8080; got "${url}"`)
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new CliUsageError(`--api must be an http(s) URL such as http://127.0.0.1:8080; got "${url}"`)
+  }
+  const token = flagToken ?? env.API_TOKEN
+  if (token === undefined || token.trim() === '') {
+    throw new CliUsageError('--api needs the REST API token: set API_TOKEN or pass --api-token <token>')
+  }
+  if (/\s/.test(token)) throw new CliUsageError('the API token must not contain spaces or line breaks')
+  return { url: parsed.href.replace(/\/+$/, ''), token }
+}
+
+/**
+ * Parses `npm run sim` arguments. Throws CliUsageError with a message meant for the user. `env` supplies
+ * API_TOKEN for `--api` (cli.ts passes process.env; tests pass their own).
+ */
+export function parseCliArgs(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = {},
+): CliCommand {
   let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; strict: true; allowPositionals: false }>>
   try {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false })
@@ -213,8 +253,16 @@ export function parseCliArgs(argv: readonly string[]): CliCommand {
   const perKind = optional(nonNegativeInt('--per-kind'), v['per-kind'])
   if (v['print-fleet']) return { mode: 'print-fleet', perKind: perKind ?? 2, seed, kinds }
 
-  if (v.devices === undefined) {
-    throw new CliUsageError('--devices <file> is required: the platform issues device secrets (see --help)')
+  if (v.api !== undefined && v.devices !== undefined) {
+    throw new CliUsageError('use either --devices <file> or --api <url>, not both')
+  }
+  if ((v['api-token'] !== undefined || v['api-wait'] !== undefined) && v.api === undefined) {
+    throw new CliUsageError('--api-token and --api-wait are only used with --api <url>')
+  }
+  if (v.devices === undefined && v.api === undefined) {
+    throw new CliUsageError(
+      '--devices <file> or --api <url> is required: the platform issues device secrets (see --help)',
+    )
   }
   const url = v.url ?? 'mqtt://127.0.0.1:1883'
   if (!/^(mqtts?|wss?):\/\/[^\s/]+/.test(url))
@@ -226,6 +274,7 @@ export function parseCliArgs(argv: readonly string[]): CliCommand {
   const common = { url, seed, qos, verbose: v.verbose === true } as const
 
   if (v.load) {
+    if (v.devices === undefined) throw new CliUsageError('--load needs --devices <file>')
     if (v.rate === undefined) throw new CliUsageError('--load needs --rate <messages per second>')
     if (durationMs === undefined) throw new CliUsageError('--load needs --duration <ms>')
     const payloadKind = v['payload-kind'] ?? 'device'
@@ -285,7 +334,15 @@ export function parseCliArgs(argv: readonly string[]): CliCommand {
     mode: 'simulate',
     ...common,
     devicesFile: v.devices,
-    perKind,
+    api:
+      v.api === undefined
+        ? undefined
+        : {
+            ...parseApi(v.api, v['api-token'], env),
+            waitMs: optional(nonNegativeInt('--api-wait'), v['api-wait']) ?? 30_000,
+          },
+    // Registering through the API defines the fleet, so it needs a size; a file's size is the file's.
+    perKind: v.api === undefined ? perKind : (perKind ?? 2),
     kinds,
     intervalMs: optional(positiveInt('--interval'), v.interval),
     timeScale:

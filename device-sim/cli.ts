@@ -1,14 +1,47 @@
 import { readFile } from 'node:fs/promises'
 import { z } from 'zod'
-import { CliUsageError, parseCliArgs, parseDevicesFile, selectDevices, USAGE } from './cli-args.ts'
+import {
+  type CliCommand,
+  CliUsageError,
+  parseCliArgs,
+  parseDevicesFile,
+  selectDevices,
+  USAGE,
+} from './cli-args.ts'
 import { enabledFaults, FaultsSchema } from './faults.ts'
-import { defineFleet } from './fleet.ts'
+import { defineFleet, type SimDeviceWithSecret } from './fleet.ts'
 import { runLoad } from './load.ts'
+import { ProvisionError, provisionFleet } from './provision.ts'
 import { type SimLogger, type SimStats, startSimulator } from './simulator.ts'
 
 /** Entry point of `npm run sim`: the only place that reads argv, writes to the terminal or exits. */
 
 const EXIT_USAGE = 2
+/** The platform's API refused or failed provisioning (bad token, server error, unreachable). */
+const EXIT_API = 1
+
+/** Defines the fleet and registers it (or rotates the secrets of devices already registered). */
+async function provisionFromApi(
+  command: Extract<CliCommand, { mode: 'simulate' }>,
+  log: SimLogger,
+): Promise<SimDeviceWithSecret[]> {
+  const api = command.api!
+  const specs = defineFleet({ perKind: command.perKind ?? 2, seed: command.seed, kinds: command.kinds }).map(
+    // The registry should expect the interval the devices will really report at (it needs at least 1 s).
+    (spec) =>
+      command.intervalMs !== undefined && command.intervalMs >= 1000
+        ? { ...spec, reportingIntervalMs: command.intervalMs }
+        : spec,
+  )
+  process.stderr.write(`provisioning ${specs.length} devices through ${api.url}\n`)
+  const result = await provisionFleet(specs, { api: api.url, token: api.token, waitMs: api.waitMs }, log)
+  process.stderr.write(
+    `provisioned: ${result.registered} registered, ${result.rotated} secrets rotated` +
+      (result.skipped.length > 0 ? `, ${result.skipped.length} skipped (revoked or decommissioned)` : '') +
+      '\n',
+  )
+  return result.devices
+}
 
 /** Resolves once the text is handed to the OS: to a pipe, stdout is asynchronous and exit() would cut it. */
 function write(stream: NodeJS.WriteStream, text: string): Promise<void> {
@@ -72,7 +105,7 @@ function interrupted(): Promise<string> {
 }
 
 async function main(): Promise<number> {
-  const command = parseCliArgs(process.argv.slice(2))
+  const command = parseCliArgs(process.argv.slice(2), process.env)
   switch (command.mode) {
     case 'help':
       await write(process.stdout, USAGE)
@@ -122,7 +155,19 @@ async function main(): Promise<number> {
       return report.devices.connected === 0 ? 1 : 0
     }
     case 'simulate': {
-      const devices = await readDevices(command.devicesFile, command.kinds, command.perKind)
+      const log = makeLogger(command.verbose)
+      let devices: SimDeviceWithSecret[]
+      if (command.api !== undefined) {
+        devices = await provisionFromApi(command, log)
+        if (devices.length === 0) {
+          await write(process.stderr, 'npm run sim: no device left to simulate\n')
+          return EXIT_API
+        }
+      } else if (command.devicesFile !== undefined) {
+        devices = await readDevices(command.devicesFile, command.kinds, command.perKind)
+      } else {
+        throw new CliUsageError('--devices <file> or --api <url> is required')
+      }
       const faults = FaultsSchema.parse(command.faults)
       const on = enabledFaults(faults)
       process.stderr.write(
@@ -139,7 +184,7 @@ async function main(): Promise<number> {
         faults,
         timeScale: command.timeScale,
         signalStart: command.signalStart,
-        log: makeLogger(command.verbose),
+        log,
       })
       const ticker =
         command.statsEveryMs > 0
@@ -168,6 +213,10 @@ main().then(
       const message = err instanceof z.ZodError ? z.prettifyError(err) : err.message
       await write(process.stderr, `npm run sim: ${message}\nTry --help.\n`)
       process.exit(EXIT_USAGE)
+    }
+    if (err instanceof ProvisionError) {
+      await write(process.stderr, `npm run sim: ${err.message}\n`)
+      process.exit(EXIT_API)
     }
     await write(
       process.stderr,

@@ -117,11 +117,14 @@ export function rainEventsOn(regency: RegencyName, day: number, seed: number): r
     STORM_CHANCE_BY_MONTH[localMonth(midnight + 12 * HOUR)]! * REGENCIES[regency].stormChanceFactor
   const events: RainEvent[] = []
   if (u1 < chance) {
-    events.push({
+    const storm = {
       start: midnight + (13 + 5 * u2) * HOUR,
       durationMs: (0.5 + 2.5 * u3) * HOUR,
       peakMmPerHour: 6 + 64 * u4 ** 2,
-    })
+    }
+    events.push(
+      ...stormCells(storm, mulberry32(hashInts(seed, 0x63656c6c, REGENCY_NAMES.indexOf(regency), day))),
+    )
   }
   if (u5 < chance * 0.35) {
     events.push({
@@ -133,6 +136,28 @@ export function rainEventsOn(regency: RegencyName, day: number, seed: number): r
   if (eventCache.size >= EVENT_CACHE_LIMIT) eventCache.clear()
   eventCache.set(key, events)
   return events
+}
+
+/**
+ * A thunderstorm is not one smooth pulse: a gauge records a sharp burst from the first cell, then weaker,
+ * longer showers from the cells behind it. Splits a storm into 2-4 cells with the same total depth, so the
+ * rivers downstream (calibrated on depth) rise as much, with a ragged rain record like a real one.
+ */
+function stormCells(storm: RainEvent, next: () => number): RainEvent[] {
+  const count = 2 + Math.floor(3 * next())
+  const cells: RainEvent[] = []
+  let offset = 0
+  for (let i = 0; i < count; i++) {
+    const [a, b, c] = [next(), next(), next()]
+    const durationMs = storm.durationMs * (i === 0 ? 0.25 + 0.2 * a : 0.3 + 0.45 * a)
+    const peakMmPerHour = storm.peakMmPerHour * (i === 0 ? 1 : 0.15 + 0.55 * b)
+    cells.push({ start: storm.start + offset, durationMs, peakMmPerHour })
+    // The next cell starts before this one ends (showers overlap) or after a short lull.
+    offset += durationMs * (0.45 + 0.8 * c)
+  }
+  const depth = (e: RainEvent) => (e.peakMmPerHour * e.durationMs) / HOUR / 2
+  const scale = depth(storm) / cells.reduce((sum, e) => sum + depth(e), 0)
+  return cells.map((e) => ({ ...e, peakMmPerHour: e.peakMmPerHour * scale }))
 }
 
 /** A gauge sees the regency's storm a little earlier or later, and stronger or weaker, than its neighbours. */
@@ -345,8 +370,12 @@ function airQuality(spec: SignalSpec, t: number, seed: number): Metrics {
   // The boundary layer grows with the sun and collapses at sunset: evening traffic emits into a shallow
   // layer, midday traffic into a deep one.
   const mixing = 1.35 - 0.65 * sunLevel(hour)
-  const rainRecent = rainBetween(regency, t - 2 * HOUR, t, seed)
-  const washout = rainRecent > 1 ? 0.6 : 1
+  // Rain scrubs particles out; the air recovers over a few hours (weights fade with age, so no step).
+  const rainRecent =
+    rainBetween(regency, t - HOUR, t, seed) +
+    0.5 * rainBetween(regency, t - 2 * HOUR, t - HOUR, seed) +
+    0.2 * rainBetween(regency, t - 3 * HOUR, t - 2 * HOUR, seed)
+  const washout = 1 - 0.45 * (1 - Math.exp(-rainRecent / 3))
   const dry = 1 - seasonWetness(t)
   const drift = 1 + 0.2 * smoothNoise(seed, h, t, 90 * MINUTE)
   const plume = burningPlume(spec, t, seed)
@@ -447,7 +476,9 @@ function crowd(
   state: SignalState,
 ): { metrics: Metrics; occupancy: number } {
   const dt = state.lastAt === undefined ? spec.reportingIntervalMs : t - state.lastAt
-  let occupancy = state.occupancy
+  // A counter switched on while the market is open finds people already inside: start from what the
+  // model implies for the moment before the first interval, not from an empty market at 14:41.
+  let occupancy = state.lastAt === undefined ? Math.round(marketTarget(spec, t - dt, seed)) : state.occupancy
   if (state.lastAt !== undefined && crossedHour(state.lastAt, t, COUNTER_RESET_HOUR)) occupancy = 0
   if (dt <= 0) return { metrics: { peopleIn: 0, peopleOut: 0, occupancy }, occupancy }
 

@@ -1,10 +1,13 @@
 import { connect, type MqttClient } from 'mqtt'
 import { z } from 'zod'
 import {
+  COMMAND_ID_PATTERN,
   DEFAULT_MAX_FUTURE_SKEW_MS,
   DEFAULT_MAX_PAYLOAD_BYTES,
   type RejectReason,
   topicFor,
+  validateCmd,
+  validateConfig,
   validateTelemetry,
 } from '../firmware-contracts/index.ts'
 import {
@@ -104,6 +107,14 @@ export interface DeviceStats {
   readonly lastError: string | undefined
   readonly backlog: number
   readonly backlogDropped: number
+  /** Reporting interval now in force (ms): the option or spec, changed by config and set-interval. */
+  readonly intervalMs: number
+  /** Config messages applied, and refused because they failed the contract. */
+  readonly configsApplied: number
+  readonly configsRejected: number
+  /** Commands answered on cmd/ack (ok or not), and reboots carried out. */
+  readonly commandsAnswered: number
+  readonly reboots: number
   readonly faults: Readonly<Record<FaultName, number>>
 }
 
@@ -121,6 +132,9 @@ export interface SimStats {
   readonly errors: number
   readonly backlog: number
   readonly backlogDropped: number
+  readonly configsApplied: number
+  readonly configsRejected: number
+  readonly commandsAnswered: number
   /** Acknowledged payloads that the platform should have rejected (see `rejected`). */
   readonly expectedRejections: number
   /** Payloads that failed the contract although no fault asked for it: a simulator bug if not 0. */
@@ -181,13 +195,33 @@ function emptyFaultCounts(): Record<FaultName, number> {
 
 function quietLog(): void {}
 
+/** The `id` of a command that failed its contract, if it has a usable one. */
+function commandIdOf(payload: Buffer): string | undefined {
+  try {
+    const value: unknown = JSON.parse(payload.toString('utf8'))
+    if (typeof value !== 'object' || value === null) return undefined
+    const id = (value as { id?: unknown }).id
+    return typeof id === 'string' && COMMAND_ID_PATTERN.test(id) ? id : undefined
+  } catch {
+    return undefined
+  }
+}
+
 class SimDevice {
   private session: Session | undefined
-  private readonly signalSpec: SignalSpec
-  private readonly intervalMs: number
+  private signalSpec: SignalSpec
+  /** The interval from options or spec; `config` replaces it, `set-interval` overrides it for a while. */
+  private baseIntervalMs: number
+  private overrideIntervalMs: number | undefined
+  private overrideTimer: NodeJS.Timeout | undefined
+  private rebootTimer: NodeJS.Timeout | undefined
+  private rebooting = false
   private readonly rand: () => number
   private readonly statusTopic: string
   private readonly telemetryTopic: string
+  private readonly configTopic: string
+  private readonly cmdTopic: string
+  private readonly cmdAckTopic: string
   private signalState: SignalState
   private seq = 0
   private lastTs = 0
@@ -215,6 +249,10 @@ class SimDevice {
     lastSeqSent: undefined as number | undefined,
     lastSeqAcked: undefined as number | undefined,
     lastError: undefined as string | undefined,
+    configsApplied: 0,
+    configsRejected: 0,
+    commandsAnswered: 0,
+    reboots: 0,
   }
   readonly faultCounts = emptyFaultCounts()
   readonly connectedOnce: Promise<void>
@@ -225,19 +263,43 @@ class SimDevice {
     private readonly shared: Shared,
   ) {
     const { options } = shared
-    this.intervalMs = options.intervalMs ?? spec.reportingIntervalMs
-    this.signalSpec = {
-      ...spec,
-      reportingIntervalMs: Math.max(1, Math.round(this.intervalMs * options.timeScale)),
-    }
+    this.baseIntervalMs = options.intervalMs ?? spec.reportingIntervalMs
+    this.signalSpec = this.signalSpecFor(this.baseIntervalMs)
     this.rand = mulberry32(hashInts(options.seed, hashString(spec.id), 0x73696d))
     this.statusTopic = topicFor(spec.id, 'status')
     this.telemetryTopic = topicFor(spec.id, 'telemetry')
+    this.configTopic = topicFor(spec.id, 'config')
+    this.cmdTopic = topicFor(spec.id, 'cmd')
+    this.cmdAckTopic = topicFor(spec.id, 'cmdAck')
     this.signalState = initialSignalState(shared.signalStart)
     this.connectedOnce = new Promise((resolve) => {
       this.markConnected = resolve
     })
     shared.sent[spec.id] = new SeqSet()
+  }
+
+  private get intervalMs(): number {
+    return this.overrideIntervalMs ?? this.baseIntervalMs
+  }
+
+  private signalSpecFor(intervalMs: number): SignalSpec {
+    return {
+      ...this.spec,
+      reportingIntervalMs: Math.max(1, Math.round(intervalMs * this.shared.options.timeScale)),
+    }
+  }
+
+  /** Puts a new interval in force from the next reading on, as firmware does after a config or command. */
+  private setInterval(base: number | undefined, override: number | undefined): void {
+    const before = this.intervalMs
+    if (base !== undefined) this.baseIntervalMs = base
+    this.overrideIntervalMs = override
+    const after = this.intervalMs
+    this.signalSpec = this.signalSpecFor(after)
+    if (after === before || this.shared.stopped) return
+    clearTimeout(this.tickTimer)
+    this.nextDue = Math.min(this.nextDue, Date.now() + after)
+    this.scheduleTick()
   }
 
   get connected(): boolean {
@@ -299,6 +361,8 @@ class SimDevice {
       reconnectPeriod: options.reconnectPeriodMs,
       connectTimeout: options.connectTimeoutMs,
       protocolVersion: 4,
+      // onConnect subscribes after every connect; mqtt.js resubscribing as well would double every SUBSCRIBE.
+      resubscribe: false,
       will: { topic: this.statusTopic, payload: Buffer.from(will), qos: 1, retain: false },
     })
     const session: Session = { client, pending: new Map(), retired: false }
@@ -313,13 +377,92 @@ class SimDevice {
       this.connectedSinceClose = false
     })
     client.on('error', (err) => this.noteError(err, 'mqtt'))
+    client.on('message', (topic, payload) => {
+      if (!session.retired) this.guard('message', () => this.onMessage(session, topic, payload))
+    })
+  }
+
+  /** `config` and `cmd` from the platform, checked against the firmware contract before anything is applied. */
+  private onMessage(session: Session, topic: string, payload: Buffer): void {
+    const now = Date.now()
+    if (topic === this.configTopic) {
+      const result = validateConfig(this.spec.kind, payload, { now })
+      if (!result.ok) {
+        this.counters.configsRejected++
+        this.shared.log('warn', `${this.spec.id}: config refused: ${result.rejection.code}`, {
+          device: this.spec.id,
+          reason: result.rejection.code,
+        })
+        return
+      }
+      this.counters.configsApplied++
+      // A config replaces the whole configuration, so a temporary set-interval ends with it.
+      clearTimeout(this.overrideTimer)
+      this.setInterval(result.value.interval * 1000, undefined)
+      this.shared.log('info', `${this.spec.id}: config applied, interval ${result.value.interval} s`, {
+        device: this.spec.id,
+      })
+      return
+    }
+    if (topic !== this.cmdTopic) return
+    const result = validateCmd(payload, { now })
+    if (!result.ok) {
+      // Answer if the command's id can be read, so the platform learns why; otherwise there is no one to answer.
+      const id = commandIdOf(payload)
+      if (id !== undefined) this.answer(session, id, false, `invalid-command: ${result.rejection.code}`)
+      return
+    }
+    const cmd = result.value
+    switch (cmd.name) {
+      case 'ping':
+      case 'sync-time':
+        // The simulated clock is the host's, already synchronised: nothing to set.
+        this.answer(session, cmd.id, true)
+        return
+      case 'set-interval': {
+        clearTimeout(this.overrideTimer)
+        this.setInterval(undefined, cmd.args.interval * 1000)
+        if (cmd.args.duration !== undefined) {
+          this.overrideTimer = setTimeout(
+            () => this.guard('set-interval', () => this.setInterval(undefined, undefined)),
+            cmd.args.duration * 1000,
+          )
+        }
+        this.answer(session, cmd.id, true)
+        return
+      }
+      case 'reboot':
+        this.answer(session, cmd.id, true, undefined, () => this.reboot())
+        return
+    }
+  }
+
+  private answer(session: Session, id: string, ok: boolean, error?: string, then?: () => void): void {
+    const ack = JSON.stringify(
+      ok ? { v: 1, id, ok, ts: Date.now() } : { v: 1, id, ok, error: error?.slice(0, 200), ts: Date.now() },
+    )
+    this.counters.commandsAnswered++
+    session.client.publish(this.cmdAckTopic, ack, { qos: 1, retain: false }, (err) => {
+      if (err) this.noteError(err, 'cmd/ack')
+      then?.()
+    })
+  }
+
+  /** Restarts: the connection closes abruptly (as a reset does), and the device is back after a second. */
+  private reboot(): void {
+    if (this.shared.stopped) return
+    this.counters.reboots++
+    this.rebooting = true
+    this.dropSession()
+    this.rebootTimer = setTimeout(() => this.guard('reboot', () => this.openSession()), 1000)
   }
 
   private onConnect(session: Session): void {
     if (session.retired) return
     this.counters.connects++
     this.connectedSinceClose = true
-    const reason = this.everConnected ? 'reconnect' : 'power-on'
+    const reason = this.rebooting ? 'reboot-command' : this.everConnected ? 'reconnect' : 'power-on'
+    this.rebooting = false
     this.everConnected = true
     this.markConnected()
     const birth = JSON.stringify({
@@ -331,6 +474,13 @@ class SimDevice {
     })
     session.client.publish(this.statusTopic, birth, { qos: 1, retain: false }, (err) => {
       if (err) this.noteError(err, 'birth')
+    })
+    // The broker allows a device exactly these two subscriptions; clean sessions need them after every connect.
+    session.client.subscribe([this.configTopic, this.cmdTopic], { qos: 1 }, (err, granted) => {
+      if (err) return this.noteError(err, 'subscribe')
+      const refused = (granted ?? []).filter((g) => g.qos === 128)
+      if (refused.length > 0)
+        this.noteError(new Error(`subscription refused: ${refused[0]!.topic}`), 'subscribe')
     })
     this.flushBacklog()
   }
@@ -591,6 +741,7 @@ class SimDevice {
       connected: this.connected,
       readings: this.seq,
       ...this.counters,
+      intervalMs: this.intervalMs,
       backlog: this.backlog.length,
       faults: { ...this.faultCounts },
     }
@@ -600,6 +751,8 @@ class SimDevice {
     clearTimeout(this.tickTimer)
     clearTimeout(this.offlineTimer)
     clearTimeout(this.connectTimer)
+    clearTimeout(this.overrideTimer)
+    clearTimeout(this.rebootTimer)
     const session = this.session
     if (session === undefined) return
     const { client } = session
@@ -692,6 +845,9 @@ export async function startSimulator(input: SimulatorOptions): Promise<Simulator
       errors: sum((s) => s.errors),
       backlog: sum((s) => s.backlog),
       backlogDropped: sum((s) => s.backlogDropped),
+      configsApplied: sum((s) => s.configsApplied),
+      configsRejected: sum((s) => s.configsRejected),
+      commandsAnswered: sum((s) => s.commandsAnswered),
       expectedRejections: shared.rejectedTotal,
       selfCheckFailures: shared.selfCheckFailures,
       faults,

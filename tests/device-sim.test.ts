@@ -255,6 +255,29 @@ describe('signals', () => {
     expect(ceremony).toBeGreaterThan(ordinary * 1.3)
   })
 
+  it('start a counter switched on while the market is open at the occupancy of one running since dawn', () => {
+    const spec = deviceOf('crowd-counter', 1)
+    const at = WET_DAY + 14 * HOUR + 41 * 60_000
+    const sinceDawn = simulateSeries(spec, {
+      from: WET_DAY + 2.5 * HOUR,
+      to: at,
+      seed: 1,
+      intervalMs: 60_000,
+    })
+    const running = sinceDawn[sinceDawn.length - 1]!
+    expect(running.ts).toBe(at)
+    expect(running.metrics.occupancy).toBeGreaterThan(50)
+    const fresh = simulateSeries(spec, { from: at, to: at + 10 * 60_000, seed: 1, intervalMs: 60_000 })
+    // Not an empty market at 14:41: within a fifth of the counter that has run all day, from the first reading.
+    for (const r of fresh.slice(0, 3)) {
+      expect(r.metrics.occupancy).toBeGreaterThan(running.metrics.occupancy! * 0.8)
+      expect(r.metrics.occupancy).toBeLessThan(running.metrics.occupancy! * 1.2)
+    }
+    // At night a fresh counter still starts at zero.
+    const night = simulateSeries(spec, { from: WET_DAY + 23 * HOUR, to: WET_DAY + 23 * HOUR, seed: 1 })
+    expect(night[0]!.metrics.occupancy).toBe(0)
+  })
+
   it('keep occupancy the running sum of entries minus exits, never below zero', () => {
     const spec = deviceOf('crowd-counter', 2)
     const readings = simulateSeries(spec, { from: WET_DAY + 2.5 * HOUR, to: WET_DAY + 23 * HOUR, seed: 2 })
@@ -437,7 +460,7 @@ describe('cli arguments', () => {
 
   it('rejects bad flags with a clear message', () => {
     expect(usage(['--bogus'])).toMatch(/bogus/)
-    expect(usage(['--url', 'mqtt://x'])).toMatch(/--devices <file> is required/)
+    expect(usage(['--url', 'mqtt://x'])).toMatch(/--devices <file> or --api <url> is required/)
     expect(usage(['--devices', 'd.json', '--fault', 'dup=0.1'])).toMatch(/unknown fault "dup"/)
     expect(usage(['--devices', 'd.json', '--fault', 'duplicate=2'])).toMatch(/0 to 1/)
     expect(usage(['--devices', 'd.json', '--interval', 'soon'])).toMatch(/--interval must be a number/)

@@ -98,6 +98,12 @@ export class GuardedConnection extends Duplex {
     else this.once('innerDrain', () => cb())
   }
 
+  /** Corked writes (the PUBACKs of one group commit) reach the socket as one write: one syscall, not one each. */
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (error?: Error | null) => void): void {
+    const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk))
+    this._write(data, 'binary', cb)
+  }
+
   override _final(cb: (error?: Error | null) => void): void {
     this.inner.end()
     cb()

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
+import type { Writable } from 'node:stream'
 import type { AedesOptions, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes'
 import type { Logger } from 'pino'
 import { CHANNELS, parseTopic, topicFor, validateStatus } from '../firmware-contracts/index.ts'
@@ -133,7 +134,7 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     const proceed = () => {
       switch (topic.channel) {
         case 'telemetry':
-          return onTelemetry(current, packet, cb)
+          return onTelemetry(client, current, packet, cb)
         case 'status':
           onStatus(current, packet)
           return cb(null)
@@ -145,7 +146,12 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     else proceed()
   }
 
-  function onTelemetry(device: Device, packet: PublishPacket, cb: (error?: Error | null) => void) {
+  function onTelemetry(
+    client: Client,
+    device: Device,
+    packet: PublishPacket,
+    cb: (error?: Error | null) => void,
+  ) {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
     if (packet.qos === 0) {
       // QoS 0 is best effort by definition: no acknowledgement to hold, so accept first and store after.
@@ -157,12 +163,24 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     }
     // Acknowledged means durable: Aedes writes the PUBACK only after this callback, so it waits for the spool.
     deps.ingest.telemetry(device, payload).then(
-      () => cb(null),
+      () => acknowledgeCorked(client, cb),
       (err) => {
         deps.log.error({ err, deviceId: device.id }, 'ingest failed; not acknowledging')
         cb(err instanceof Error ? err : new Error(String(err)))
       },
     )
+  }
+
+  /**
+   * One group commit releases many acknowledgements in the same microtask run. Corking the connection
+   * until the next tick lets each client's PUBACKs of that commit leave in one socket write.
+   */
+  function acknowledgeCorked(client: Client, cb: (error?: Error | null) => void) {
+    const conn = client.conn as Partial<Writable>
+    if (typeof conn.cork !== 'function' || typeof conn.uncork !== 'function') return cb(null)
+    conn.cork()
+    cb(null)
+    process.nextTick(() => conn.uncork!())
   }
 
   function onStatus(device: Device, packet: PublishPacket) {

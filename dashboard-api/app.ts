@@ -16,9 +16,11 @@ import { HttpError, tokenMatches } from './errors.ts'
 import type { LiveState } from './live-state.ts'
 import { LiveHub } from './live-stream.ts'
 import devicesRoutes from './routes/devices/index.ts'
+import docsRoutes from './routes/docs/index.ts'
 import healthRoutes from './routes/health/index.ts'
 import installerRoutes from './routes/installer/index.ts'
 import liveRoutes from './routes/live/index.ts'
+import readingsRoutes from './routes/readings/index.ts'
 import rejectionsRoutes from './routes/rejections/index.ts'
 import wallRoutes from './routes/wall/index.ts'
 
@@ -100,6 +102,8 @@ export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Pr
   await app.register(rejectionsRoutes)
   await app.register(liveRoutes)
   await app.register(wallRoutes)
+  await app.register(readingsRoutes)
+  await app.register(docsRoutes)
 
   app.addHook('onReady', async () => hub.start())
   app.addHook('preClose', async () => hub.stop())

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { envInt, envPort, parseEnv } from '../firmware-contracts/index.ts'
+import { type QueryConfig, QueryEnvShape } from '../ingest/query/config.ts'
 
 const token = z.string().trim().min(16, 'expected a token of at least 16 characters')
 
@@ -18,6 +19,7 @@ export const DashboardEnvSchema = z.object({
   LIVE_ALLOWED_ORIGINS: z.string().trim().optional(),
   /** A river alert level is left only when the water falls this many cm below its threshold. */
   RIVER_HYSTERESIS_CM: envInt(0, 1000).default(5),
+  ...QueryEnvShape,
 })
 
 export interface DashboardConfig {
@@ -35,6 +37,8 @@ export interface DashboardConfig {
   readonly aggregates: {
     readonly riverHysteresisCm: number
   }
+  /** Limits of the analyst query API (defaults when left out). */
+  readonly query?: QueryConfig
 }
 
 export function dashboardConfigFromEnv(env: Readonly<Record<string, string | undefined>>): DashboardConfig {
@@ -54,5 +58,6 @@ export function dashboardConfigFromEnv(env: Readonly<Record<string, string | und
       heartbeatMs: e.LIVE_HEARTBEAT_MS,
     },
     aggregates: { riverHysteresisCm: e.RIVER_HYSTERESIS_CM },
+    query: { maxPoints: e.QUERY_MAX_POINTS, timeoutMs: e.QUERY_TIMEOUT_MS },
   }
 }

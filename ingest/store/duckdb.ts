@@ -8,9 +8,14 @@ import {
 } from '@duckdb/node-api'
 import { z } from 'zod'
 import { DEVICE_KINDS, type DeviceKind } from '../../firmware-contracts/index.ts'
+import { analystSql } from '../query/sql.ts'
 import { type MetricColumn, metricColumns, normalizeRangeQuery, readingProblem } from './schema.ts'
 import {
+  type AnalystQuery,
+  type AnalystQueryOptions,
+  type AnalystRow,
   type DeviceRangeQuery,
+  QueryTimeoutError,
   type ReadingRow,
   type StoredReading,
   StoreWriteError,
@@ -326,6 +331,47 @@ export function createDuckDbStore(options: DuckDbStoreOptions): TimeSeriesStore 
           seq: asNumber(row[5]!),
           fields,
         }
+      })
+    },
+
+    async analystQuery(query: AnalystQuery, options: AnalystQueryOptions): Promise<AnalystRow[]> {
+      const db = await ready()
+      const { sql, params } = analystSql(query)
+      const deadline = Date.now() + options.timeoutMs
+      const timeout = () => new QueryTimeoutError(`${description}: no answer within ${options.timeoutMs} ms`)
+      const result = await reads.run(async () => {
+        // Time spent waiting behind other reads counts too: the analyst waits for both.
+        const remaining = deadline - Date.now()
+        if (remaining <= 0) throw timeout()
+        let timedOut = false
+        const timer = setTimeout(() => {
+          timedOut = true
+          db.reader.interrupt()
+        }, remaining)
+        try {
+          return await db.reader.runAndReadAll(sql, [...params])
+        } catch (error) {
+          if (timedOut) throw timeout()
+          throw error
+        } finally {
+          clearTimeout(timer)
+        }
+      })
+      const raw = query.windowMs === undefined
+      const first = raw ? 3 : 2
+      return result.getRows().map((row) => {
+        const values: (number | null)[] = []
+        for (let i = first; i < row.length; i++) {
+          const value = row[i]
+          values.push(value === null || value === undefined ? null : asNumber(value))
+        }
+        const out: AnalystRow = {
+          group: String(row[0]),
+          time: asNumber(row[1]!),
+          values,
+          ...(raw ? { device: String(row[2]) } : {}),
+        }
+        return out
       })
     },
 

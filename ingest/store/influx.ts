@@ -12,11 +12,16 @@ import {
   type WriteOptions,
 } from '@influxdata/influxdb-client'
 import { z } from 'zod'
+import { analystRows, analystStatement } from '../query/influxql.ts'
 import { deviceRangeStatement, quoteIdentifier, readingRows, seriesOf } from './influxql.ts'
 import { toLineProtocol } from './line-protocol.ts'
 import { normalizeRangeQuery, readingProblem } from './schema.ts'
 import {
+  type AnalystQuery,
+  type AnalystQueryOptions,
+  type AnalystRow,
   type DeviceRangeQuery,
+  QueryTimeoutError,
   type ReadingRow,
   type StoredReading,
   StoreWriteError,
@@ -314,20 +319,30 @@ export function createInfluxStore(options: InfluxStoreOptions): TimeSeriesStore 
     })
   }
 
-  async function request(path: string, method: 'GET' | 'POST', body = ''): Promise<unknown> {
+  async function request(
+    path: string,
+    method: 'GET' | 'POST',
+    body = '',
+    signal?: AbortSignal,
+  ): Promise<unknown> {
     const headers: Record<string, string> = { accept: 'application/json' }
     if (method === 'POST') headers['content-type'] = 'application/x-www-form-urlencoded'
-    return transport.request(path, body, { method, headers })
+    return transport.request(path, body, { method, headers, ...(signal ? { signal } : {}) })
   }
 
-  async function influxQL(statement: string, method: 'GET' | 'POST', db?: string): Promise<unknown> {
+  async function influxQL(
+    statement: string,
+    method: 'GET' | 'POST',
+    db?: string,
+    signal?: AbortSignal,
+  ): Promise<unknown> {
     const params = new URLSearchParams({ epoch: 'ms' })
     if (db !== undefined) params.set('db', db)
     if (method === 'GET') {
       params.set('q', statement)
-      return request(`/query?${params}`, 'GET')
+      return request(`/query?${params}`, 'GET', '', signal)
     }
-    return request(`/query?${params}`, 'POST', new URLSearchParams({ q: statement }).toString())
+    return request(`/query?${params}`, 'POST', new URLSearchParams({ q: statement }).toString(), signal)
   }
 
   function describeFailure(error: unknown): string {
@@ -392,6 +407,25 @@ export function createInfluxStore(options: InfluxStoreOptions): TimeSeriesStore 
       } catch (error) {
         throw new Error(`${description}: query failed: ${describeFailure(error)}`, { cause: error })
       }
+    },
+
+    async analystQuery(query: AnalystQuery, options: AnalystQueryOptions): Promise<AnalystRow[]> {
+      const statement = analystStatement(query, o.apiVersion === 'v1' ? o.retentionPolicy : undefined)
+      // A long device list does not fit a URL; InfluxDB runs a SELECT sent by POST just the same.
+      const method = statement.length > 4000 ? 'POST' : 'GET'
+      let body: unknown
+      try {
+        // Aborting closes the connection, and InfluxDB stops a query whose client has gone.
+        body = await influxQL(statement, method, queryDb, AbortSignal.timeout(options.timeoutMs))
+      } catch (error) {
+        if (isTimeout(error)) {
+          throw new QueryTimeoutError(`${description}: no answer within ${options.timeoutMs} ms`, {
+            cause: error,
+          })
+        }
+        throw new Error(`${description}: query failed: ${describeFailure(error)}`, { cause: error })
+      }
+      return analystRows(query, seriesOf(body))
     },
 
     async close() {

@@ -31,6 +31,61 @@ export interface DeviceRangeQuery {
 
 export type ReadingRow = StoredReading
 
+/** Aggregates of the analyst query API; `p95` is nearest-rank (InfluxQL PERCENTILE), see README.md, Analyst API. */
+export const ANALYST_AGGREGATES = ['mean', 'min', 'max', 'sum', 'count', 'last', 'p95'] as const
+export type AnalystAggregate = (typeof ANALYST_AGGREGATES)[number]
+
+/**
+ * An analyst query in the form both stores run (built and checked by `ingest/query/`): every name comes
+ * from a closed list or the registry's id grammar, every string is passed on as a literal.
+ */
+export interface AnalystQuery {
+  readonly kind: DeviceKind
+  /** Tag filters, all of which must match; stored tags are compared exactly. */
+  readonly filter: {
+    readonly devices?: readonly string[]
+    readonly district?: string
+    readonly regency?: string
+  }
+  /** Contract metrics of the kind, or `seq` / `receivedAt`. */
+  readonly fields: readonly string[]
+  /** Observation time range in ms, `from` inclusive, `to` exclusive. */
+  readonly from: number
+  readonly to: number
+  /** Window length in ms; undefined for raw readings. */
+  readonly windowMs?: number
+  /** IANA zone of a fixed UTC offset (`tzOffsetMs`): windows start at local multiples of `windowMs`. */
+  readonly tz: string
+  readonly tzOffsetMs: number
+  /** Per field, in this order (windowed queries only). */
+  readonly aggregates: readonly AnalystAggregate[]
+  readonly groupBy: 'device' | 'district'
+  /** A store returns at most this many rows plus one, so the caller can tell that there were more. */
+  readonly maxRows: number
+}
+
+/** One row of an analyst query. */
+export interface AnalystRow {
+  /** The device id or the district, as `groupBy` says. */
+  readonly group: string
+  /** Raw: the observation time; windowed: the window's start. ms since epoch. */
+  readonly time: number
+  /** Raw rows only. */
+  readonly device?: string
+  /** Raw: one per field; windowed: one per field and aggregate, field-major. */
+  readonly values: readonly (number | null)[]
+}
+
+export interface AnalystQueryOptions {
+  /** The store gives up (and stops the query where it can) after this long. */
+  readonly timeoutMs: number
+}
+
+/** The store did not answer an analyst query within its time limit. */
+export class QueryTimeoutError extends Error {
+  override readonly name = 'QueryTimeoutError'
+}
+
 export type StoreKind = 'influxdb' | 'duckdb'
 
 /**
@@ -50,6 +105,11 @@ export interface TimeSeriesStore {
   write(readings: readonly StoredReading[]): Promise<void>
   /** Readings of one device in a time range, oldest first. */
   queryDevice(query: DeviceRangeQuery): Promise<ReadingRow[]>
+  /**
+   * Rows of an analyst query, ordered by group, time (and device): windows without any value are left
+   * out; at most `maxRows + 1` rows. Rejects with QueryTimeoutError after `timeoutMs`.
+   */
+  analystQuery(query: AnalystQuery, options: AnalystQueryOptions): Promise<AnalystRow[]>
   close(): Promise<void>
 }
 

@@ -1,0 +1,100 @@
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import { z } from 'zod'
+import {
+  CompletenessQuerySchema,
+  completeness,
+  csvStream,
+  parseTime,
+  QUERY_DEFAULTS,
+  QueryError,
+  ReadingsQuerySchema,
+  type RegisteredDevice,
+  resolveQuery,
+  runAnalystQuery,
+  shapeResult,
+  TIME_ZONES,
+} from '../../../ingest/query/index.ts'
+
+function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const r = schema.safeParse(value ?? {})
+  if (!r.success) throw new QueryError(400, 'bad_request', z.prettifyError(r.error))
+  return r.data
+}
+
+/**
+ * The analyst query API: readings of many devices over a range, raw or in windows with aggregates, as
+ * columnar JSON or streamed CSV, from whichever store the platform runs; and per-device completeness.
+ */
+export default async function readingsRoutes(app: FastifyInstance) {
+  const { registry, store } = app.deps
+  const limits = app.config.query ?? QUERY_DEFAULTS
+
+  // Query errors carry their own stable codes; anything else goes on to the app's error handler.
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof QueryError) {
+      return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message } })
+    }
+    throw err
+  })
+
+  const devices = (filter: Partial<RegisteredDevice>): RegisteredDevice[] => {
+    if (filter.id !== undefined) {
+      const device = registry.get(filter.id)
+      return device === undefined ? [] : [device]
+    }
+    return registry.list({
+      ...(filter.kind !== undefined && { kind: filter.kind }),
+      ...(filter.district !== undefined && { district: filter.district }),
+      ...(filter.regency !== undefined && { regency: filter.regency }),
+    })
+  }
+
+  async function answer(input: unknown, reply: FastifyReply) {
+    const request = parse(ReadingsQuerySchema, input)
+    const resolved = resolveQuery(request, { now: Date.now(), limits, devices })
+    const rows = await runAnalystQuery(store, resolved.store, limits.timeoutMs)
+    const result = shapeResult(resolved, rows)
+    if (request.format === 'csv') {
+      return reply
+        .header('content-type', 'text/csv; charset=utf-8')
+        .header('content-disposition', `attachment; filename="readings-${result.kind}.csv"`)
+        .send(csvStream(result))
+    }
+    return reply.send(result)
+  }
+
+  app.get('/api/v1/readings', { onRequest: app.requireApiToken }, (req, reply) => answer(req.query, reply))
+  app.post('/api/v1/readings', { onRequest: app.requireApiToken }, (req, reply) => answer(req.body, reply))
+
+  app.get('/api/v1/readings/completeness', { onRequest: app.requireApiToken }, async (req) => {
+    const q = parse(CompletenessQuerySchema, req.query)
+    const device = registry.get(q.device)
+    if (device === undefined) throw new QueryError(404, 'not_found', `device ${q.device} is not registered`)
+    const now = Date.now()
+    const offset = TIME_ZONES['Asia/Makassar']
+    const to = q.to === undefined ? now : parseTime(q.to, now, 'to', offset)
+    const from = q.from === undefined ? to - 86_400_000 : parseTime(q.from, now, 'from', offset)
+    if (from >= to) throw new QueryError(400, 'bad_request', '`from` must be before `to`')
+    const maxRows = Math.floor(limits.maxPoints / 2)
+    const rows = await runAnalystQuery(
+      store,
+      {
+        kind: device.kind,
+        filter: { devices: [device.id] },
+        fields: ['seq', 'receivedAt'],
+        from,
+        to,
+        tz: 'UTC',
+        tzOffsetMs: 0,
+        aggregates: [],
+        groupBy: 'device',
+        maxRows,
+      },
+      limits.timeoutMs,
+    )
+    if (rows.length > maxRows) {
+      throw new QueryError(400, 'query_too_large', `more than ${maxRows} readings in the range: narrow it`)
+    }
+    return completeness(device.id, from, to, device.reportingIntervalMs, rows)
+  })
+}

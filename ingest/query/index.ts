@@ -1,0 +1,5 @@
+export * from './config.ts'
+export * from './errors.ts'
+export * from './result.ts'
+export * from './run.ts'
+export * from './schema.ts'

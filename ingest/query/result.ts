@@ -1,0 +1,260 @@
+import { Readable } from 'node:stream'
+import { computeIspu, ISPU_POLLUTANTS, type IspuPollutant } from '../../dashboard-api/aggregates/ispu.ts'
+import type { AnalystRow } from '../store/types.ts'
+import { QueryError } from './errors.ts'
+import { ISPU_METRIC, type ResolvedQuery, TIME_ZONES, windowColumns } from './schema.ts'
+
+export type Cell = number | string | null
+
+/** One group's rows as columns: `time` and, per output column, its values in the same order. */
+export interface ResultSeries {
+  readonly key: string
+  readonly time: number[]
+  /** Raw readings grouped by district: which device each row came from. */
+  readonly device?: string[]
+  readonly values: Record<string, Cell[]>
+}
+
+export interface QueryResult {
+  readonly kind: string
+  readonly from: number
+  readonly to: number
+  readonly window: string
+  readonly tz: string
+  readonly groupBy: 'device' | 'district'
+  readonly aggregates: readonly string[]
+  readonly columns: readonly string[]
+  readonly rows: number
+  readonly series: ResultSeries[]
+}
+
+export const ISPU_COLUMNS = [ISPU_METRIC, 'ispuCategory', 'ispuCritical'] as const
+
+/**
+ * Rows as both stores agree to give them: windows where nothing was measured are left out (InfluxDB's
+ * fill(none) leaves some in when another field had a point), a count over no points is 0, and the order
+ * is group, time, device.
+ */
+export function normalizeRows(q: ResolvedQuery, rows: readonly AnalystRow[]): AnalystRow[] {
+  const s = q.store
+  const counts = new Set<number>()
+  if (s.windowMs !== undefined) {
+    s.fields.forEach((_, fi) => {
+      s.aggregates.forEach((a, ai) => {
+        if (a === 'count') counts.add(fi * s.aggregates.length + ai)
+      })
+    })
+  }
+  const out: AnalystRow[] = []
+  for (const row of rows) {
+    const values = row.values.map((v, i) => (counts.has(i) && v === null ? 0 : v))
+    if (!values.some((v, i) => v !== null && !(counts.has(i) && v === 0))) continue
+    out.push({ ...row, values })
+  }
+  out.sort(
+    (a, b) =>
+      (a.group < b.group ? -1 : a.group > b.group ? 1 : 0) ||
+      a.time - b.time ||
+      ((a.device ?? '') < (b.device ?? '') ? -1 : (a.device ?? '') > (b.device ?? '') ? 1 : 0),
+  )
+  return out
+}
+
+/** Shapes a store's rows into the API's columnar answer; throws `query_too_large` past the limit. */
+export function shapeResult(q: ResolvedQuery, storeRows: readonly AnalystRow[]): QueryResult {
+  const s = q.store
+  if (storeRows.length > s.maxRows) {
+    throw new QueryError(
+      400,
+      'query_too_large',
+      `more than ${s.maxRows} rows match (at most ${q.maxPoints} values per answer): ` +
+        'narrow the range, the devices or the metrics, or use a window',
+    )
+  }
+  const rows = normalizeRows(q, storeRows)
+  const wantsIspu = q.metrics.includes(ISPU_METRIC)
+  const asked = q.metrics.filter((m) => m !== ISPU_METRIC)
+  const raw = s.windowMs === undefined
+  const columns = raw ? [...asked] : windowColumns(asked, q.request.aggregates)
+  if (wantsIspu) columns.push(...ISPU_COLUMNS)
+  const storeColumns = raw ? [...s.fields] : windowColumns(s.fields, s.aggregates)
+  const index = new Map(storeColumns.map((c, i) => [c, i]))
+  const withDevice = raw && s.groupBy === 'district'
+
+  let points = 0
+  const series: ResultSeries[] = []
+  let current: ResultSeries | undefined
+  for (const row of rows) {
+    if (current === undefined || current.key !== row.group) {
+      current = {
+        key: row.group,
+        time: [],
+        ...(withDevice ? { device: [] } : {}),
+        values: Object.fromEntries(columns.map((c) => [c, []])),
+      }
+      series.push(current)
+    }
+    current.time.push(row.time)
+    current.device?.push(row.device ?? '')
+    for (const c of columns) {
+      const i = index.get(c)
+      if (i !== undefined) current.values[c]!.push(row.values[i] ?? null)
+    }
+    if (wantsIspu) {
+      const concentrations: Partial<Record<IspuPollutant, number>> = {}
+      for (const p of ISPU_POLLUTANTS) {
+        const v = row.values[index.get(`${p}_mean`)!]
+        if (v !== null && v !== undefined) concentrations[p] = v
+      }
+      const ispu = computeIspu(concentrations)
+      current.values[ISPU_METRIC]!.push(ispu?.value ?? null)
+      current.values.ispuCategory!.push(ispu?.category ?? null)
+      current.values.ispuCritical!.push(ispu?.critical ?? null)
+    }
+    points += columns.length
+  }
+  if (points > q.maxPoints) {
+    throw new QueryError(400, 'query_too_large', `the answer holds ${points} values; at most ${q.maxPoints}`)
+  }
+  return {
+    kind: s.kind,
+    from: s.from,
+    to: s.to,
+    window: q.window,
+    tz: s.tz,
+    groupBy: s.groupBy,
+    aggregates: raw ? [] : q.request.aggregates,
+    columns,
+    rows: rows.length,
+    series,
+  }
+}
+
+/** ISO 8601 in the query's zone, e.g. 2025-03-01T00:00:00.000+08:00. */
+export function localTime(t: number, tz: keyof typeof TIME_ZONES): string {
+  const offset = TIME_ZONES[tz]
+  const iso = new Date(t + offset).toISOString().slice(0, -1)
+  if (offset === 0) return `${iso}Z`
+  const h = Math.floor(Math.abs(offset) / 3_600_000)
+  const m = Math.floor((Math.abs(offset) % 3_600_000) / 60_000)
+  return `${iso}${offset < 0 ? '-' : '+'}${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}`
+}
+
+/** RFC 4180 field; cells starting like a formula are prefixed so spreadsheets show them as text. */
+function csvField(value: Cell | undefined): string {
+  if (value === null || value === undefined) return ''
+  if (typeof value === 'number') return String(value)
+  const text = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text
+}
+
+/** The answer as CSV, produced row by row as the response is read. */
+export function csvStream(result: QueryResult): Readable {
+  const tz = result.tz as keyof typeof TIME_ZONES
+  const withDevice = result.window === 'raw' && result.groupBy === 'district'
+  function* lines(): Generator<string> {
+    const header = [result.groupBy, ...(withDevice ? ['device'] : []), 'time', 'time_ms', ...result.columns]
+    yield `${header.map(csvField).join(',')}\r\n`
+    let chunk = ''
+    for (const s of result.series) {
+      for (let i = 0; i < s.time.length; i++) {
+        const t = s.time[i]!
+        const cells: Cell[] = [s.key, ...(withDevice ? [s.device![i]!] : []), localTime(t, tz), t]
+        for (const c of result.columns) cells.push(s.values[c]![i] ?? null)
+        chunk += `${cells.map(csvField).join(',')}\r\n`
+        if (chunk.length >= 64 * 1024) {
+          yield chunk
+          chunk = ''
+        }
+      }
+    }
+    if (chunk.length > 0) yield chunk
+  }
+  return Readable.from(lines(), { objectMode: false })
+}
+
+export interface Gap {
+  /** Time of the last reading before the gap (or the range's start). */
+  readonly from: number
+  /** Time of the first reading after the gap (or the range's end). */
+  readonly to: number
+  /** Readings the reporting interval expected in between. */
+  readonly missing: number
+}
+
+export interface Completeness {
+  readonly device: string
+  readonly from: number
+  readonly to: number
+  readonly reportingIntervalMs: number
+  /** Readings the reporting interval expects in [from, to). */
+  readonly expected: number
+  /** Readings stored in the range (distinct observation times). */
+  readonly arrived: number
+  /** arrived / expected, at most 1; null when the range is shorter than one interval. */
+  readonly share: number | null
+  /** Readings skipped by seq between consecutive readings (a device restart resets seq; not counted). */
+  readonly seqMissing: number
+  /** Readings received more than one interval after their observation time (backlog sent later). */
+  readonly late: number
+  /** Silences longer than 1.5 intervals, oldest first (at most 1000). */
+  readonly gaps: Gap[]
+  readonly gapsTruncated: boolean
+}
+
+const MAX_GAPS = 1000
+
+/** Completeness of one device from its raw `seq` and `receivedAt` rows in [from, to). */
+export function completeness(
+  device: string,
+  from: number,
+  to: number,
+  intervalMs: number,
+  rows: readonly AnalystRow[],
+): Completeness {
+  const readings = rows
+    .map((r) => ({ time: r.time, seq: r.values[0] ?? null, receivedAt: r.values[1] ?? null }))
+    .sort((a, b) => a.time - b.time)
+  const expected = Math.floor((to - from) / intervalMs)
+  const gaps: Gap[] = []
+  let gapCount = 0
+  const addGap = (gap: Gap) => {
+    if (gap.missing < 1) return
+    gapCount++
+    if (gaps.length < MAX_GAPS) gaps.push(gap)
+  }
+  const silent = 1.5 * intervalMs
+  let seqMissing = 0
+  let late = 0
+  if (readings.length === 0) addGap({ from, to, missing: expected })
+  else if (readings[0]!.time - from > silent) {
+    addGap({ from, to: readings[0]!.time, missing: Math.round((readings[0]!.time - from) / intervalMs) })
+  }
+  for (let i = 0; i < readings.length; i++) {
+    const r = readings[i]!
+    if (r.receivedAt !== null && r.receivedAt - r.time > intervalMs) late++
+    const next = readings[i + 1]
+    if (next === undefined) {
+      if (to - r.time > silent)
+        addGap({ from: r.time, to, missing: Math.round((to - r.time) / intervalMs) - 1 })
+      continue
+    }
+    if (next.time - r.time > silent) {
+      addGap({ from: r.time, to: next.time, missing: Math.round((next.time - r.time) / intervalMs) - 1 })
+    }
+    if (r.seq !== null && next.seq !== null && next.seq > r.seq) seqMissing += next.seq - r.seq - 1
+  }
+  return {
+    device,
+    from,
+    to,
+    reportingIntervalMs: intervalMs,
+    expected,
+    arrived: readings.length,
+    share: expected > 0 ? Math.min(1, readings.length / expected) : null,
+    seqMissing,
+    late,
+    gaps,
+    gapsTruncated: gapCount > gaps.length,
+  }
+}

@@ -12,6 +12,19 @@ export interface IngestOptions {
   readonly maxPayloadBytes: number
 }
 
+/**
+ * A river gauge's calibration offset (cm, set by the installer against the staff gauge) corrects its water
+ * level before anything stores or shows it. Other kinds carry no offset in contract v1.
+ */
+function calibrate(
+  device: Device,
+  fields: Readonly<Record<string, number>>,
+): Readonly<Record<string, number>> {
+  const offset = device.calibrationOffset
+  if (!offset || device.kind !== 'river-level' || fields.waterLevel === undefined) return fields
+  return { ...fields, waterLevel: Math.round((fields.waterLevel + offset) * 1000) / 1000 }
+}
+
 export type IngestOutcome =
   | { readonly accepted: number; readonly rejected?: undefined }
   | { readonly accepted: 0; readonly rejected: RejectedRecord }
@@ -68,7 +81,7 @@ export class Ingest {
       ts: r.ts ?? receivedAt,
       receivedAt,
       seq: r.seq,
-      fields: r.fields,
+      fields: calibrate(device, r.fields),
     }))
     await this.deps.spool.append(readings)
     this.acceptedByKind[device.kind].inc(readings.length)

@@ -21,7 +21,7 @@ export const NewDeviceSchema = z.strictObject({
   /** Per-device thresholds set at installation, e.g. a river gauge's `waspada`/`siaga`/`awas` in cm. */
   thresholds: z.record(z.string().max(40), z.number()).optional(),
   notes: z.string().max(2000).optional(),
-  /** Added to the primary measurement (e.g. cm for a river gauge) to correct the sensor's zero. */
+  /** Added to a river gauge's water level (cm) to correct its zero; other kinds have none in contract v1. */
   calibrationOffset: z.number().min(-100_000).max(100_000).default(0),
 })
 export type NewDevice = z.input<typeof NewDeviceSchema>

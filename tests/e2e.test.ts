@@ -158,6 +158,26 @@ for (const storeKind of ['influxdb', 'duckdb'] as const) {
       device.end(true)
     })
 
+    it("applies a river gauge's calibration offset before storing and showing its level", async () => {
+      const id = 'dps-river-906'
+      const secret = await registerDevice(platform, { ...RIVER_DEVICE, id, calibrationOffset: -12.5 })
+      const device = await connectDevice(platform.mqttUrl, id, secret)
+      await publishQos1(
+        device,
+        `devices/${id}/telemetry`,
+        JSON.stringify({ seq: 1, waterLevel: 100, battery: 90 }),
+      )
+      const stored = await eventually(async () => {
+        const r = await platform.api<{ readings: Array<{ fields: Record<string, number> }> }>(
+          'GET',
+          `/api/v1/devices/${id}/readings?from=-1h`,
+        )
+        return r.body.readings[0]
+      })
+      expect(stored.fields).toEqual({ waterLevel: 87.5, battery: 90 })
+      device.end(true)
+    })
+
     it('keeps a device to its own topics', async () => {
       const a = 'dps-river-904'
       const b = 'dps-river-905'

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { defineFleet, startSimulator } from '../device-sim/index.ts'
 import { type Influxd, startInfluxd } from './helpers/influxd.ts'
 import {
   connectDevice,
@@ -102,6 +103,51 @@ for (const storeKind of ['influxdb', 'duckdb'] as const) {
 
       device.end(true)
       live.close()
+    })
+
+    it('takes a simulated river gauge from the device simulator to the store and the live stream', async () => {
+      const spec = defineFleet({ perKind: 1, seed: 7, kinds: ['river-level'] })[0]!
+      const { secret } = await platform.registry.register({ ...spec, reportingIntervalMs: 1000 }, 'test')
+      const live = await openLive(platform.httpUrl)
+      const sim = await startSimulator({
+        url: platform.mqttUrl,
+        devices: [{ ...spec, secret }],
+        seed: 7,
+        intervalMs: 1000,
+      })
+      try {
+        await live.waitFor(
+          (m) => m.type === 'delta' && m.devices.some((d) => d.id === spec.id && d.latest !== null),
+        )
+        const acked = await eventually(async () =>
+          sim.sent[spec.id]!.size >= 2 ? sim.sent[spec.id]!.toArray() : undefined,
+        )
+        const stored = await eventually(async () => {
+          const rows = await platform.store.queryDevice({
+            kind: 'river-level',
+            device: spec.id,
+            from: Date.now() - 600_000,
+            to: Date.now() + 60_000,
+            limit: 100,
+          })
+          return acked.every((seq) => rows.some((r) => r.seq === seq)) ? rows : undefined
+        })
+        expect(stored[0]).toMatchObject({
+          device: spec.id,
+          district: spec.district,
+          regency: spec.regency,
+          kind: 'river-level',
+        })
+        expect(stored[0]!.fields.waterLevel).toBeTypeOf('number')
+        if (influx) {
+          const rows = await influxQuery(influx, `SELECT * FROM "river-level" WHERE "device" = '${spec.id}'`)
+          expect(rows.length).toBeGreaterThanOrEqual(acked.length)
+          expect(rows[0]).toMatchObject({ device: spec.id, district: spec.district, regency: spec.regency })
+        }
+      } finally {
+        await sim.stop()
+        live.close()
+      }
     })
 
     it('refuses a device with a wrong password at CONNECT', async () => {

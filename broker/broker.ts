@@ -7,7 +7,7 @@ import { Aedes, type Client } from 'aedes'
 import { Counter } from 'prom-client'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import type { BrokerConfig } from './config.ts'
-import { ConnectionLimiter, GuardedConnection } from './guard.ts'
+import { ConnectionLimiter, guardConnection } from './guard.ts'
 import { createHooks, type HookDeps } from './hooks.ts'
 
 export interface BrokerAddresses {
@@ -155,12 +155,11 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     }
     transport.once('close', release)
     transport.on('error', () => undefined)
-    const conn = new GuardedConnection(transport, config.maxPacketBytes, (violation) => {
+    guardConnection(transport, config.maxPacketBytes, (violation) => {
       guarded.inc({ reason: violation })
       deps.log.warn({ address, violation }, 'connection closed by the packet guard')
     })
-    conn.once('close', release)
-    aedes.handle(conn, req as Parameters<typeof aedes.handle>[1])
+    aedes.handle(transport, req as Parameters<typeof aedes.handle>[1])
   }
   const onSocket = (socket: Socket) => accept(socket, socket.remoteAddress ?? 'unknown')
 

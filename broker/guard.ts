@@ -1,4 +1,4 @@
-import { Duplex } from 'node:stream'
+import type { Duplex } from 'node:stream'
 
 export type GuardViolation = 'packet_too_large' | 'malformed_length'
 
@@ -60,59 +60,29 @@ export class MqttFrameScanner {
  * pass through unchanged; a packet declaring more than the cap destroys the connection before its body is
  * read. Backpressure is kept both ways.
  */
-export class GuardedConnection extends Duplex {
-  private readonly scanner: MqttFrameScanner
-
-  constructor(
-    private readonly inner: Duplex,
-    maxPacketBytes: number,
-    onViolation: (violation: GuardViolation) => void,
-  ) {
-    super({ allowHalfOpen: false })
-    this.scanner = new MqttFrameScanner(maxPacketBytes)
-    inner.on('data', (chunk: Buffer) => {
-      if (this.destroyed) return
-      const violation = this.scanner.scan(chunk)
+/**
+ * Scans every chunk a transport delivers before Aedes can buffer it, and destroys the transport on a
+ * violation. It hooks the transport's own `push` (where net, tls and ws streams hand over what they read)
+ * instead of putting a second stream in between: no extra buffers per connection, no extra hop per read
+ * or write, and corked PUBACKs still reach the socket's own writev.
+ */
+export function guardConnection(
+  transport: Duplex,
+  maxPacketBytes: number,
+  onViolation: (violation: GuardViolation) => void,
+): void {
+  const scanner = new MqttFrameScanner(maxPacketBytes)
+  const push = transport.push
+  transport.push = function guardedPush(chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (chunk !== null && chunk !== undefined && !transport.destroyed) {
+      const violation = scanner.scan(chunk as Uint8Array)
       if (violation !== null) {
         onViolation(violation)
-        inner.destroy()
-        this.destroy()
-        return
+        transport.destroy()
+        return false
       }
-      if (!this.push(chunk)) inner.pause()
-    })
-    inner.on('end', () => this.push(null))
-    inner.on('error', (err) => this.destroy(err))
-    inner.on('close', () => {
-      if (!this.destroyed) this.destroy()
-    })
-    inner.on('drain', () => this.emit('innerDrain'))
-  }
-
-  override _read(): void {
-    this.inner.resume()
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (error?: Error | null) => void): void {
-    if (this.inner.destroyed || this.inner.write(chunk)) cb()
-    else this.once('innerDrain', () => cb())
-  }
-
-  /** Corked writes (the PUBACKs of one group commit) reach the socket as one write: one syscall, not one each. */
-  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (error?: Error | null) => void): void {
-    const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk))
-    this._write(data, 'binary', cb)
-  }
-
-  override _final(cb: (error?: Error | null) => void): void {
-    this.inner.end()
-    cb()
-  }
-
-  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
-    if (!this.inner.destroyed) this.inner.destroy()
-    this.emit('innerDrain')
-    cb(err)
+    }
+    return push.call(transport, chunk, encoding)
   }
 }
 

@@ -5,5 +5,5 @@ export {
   brokerConfigFromEnv,
   parseInternalCredentials,
 } from './config.ts'
-export { ConnectionLimiter, GuardedConnection, type GuardViolation, MqttFrameScanner } from './guard.ts'
+export { ConnectionLimiter, type GuardViolation, guardConnection, MqttFrameScanner } from './guard.ts'
 export { CONNACK, createHooks, type HookDeps, type HookOptions, INTERNAL_PREFIX } from './hooks.ts'

@@ -20,7 +20,8 @@ export const IngestEnvSchema = z
     SPOOL_MAX_MEMORY_READINGS: envInt(1000, 50_000_000).default(200_000),
     SPOOL_MAX_BYTES: envInt(1_000_000, Number.MAX_SAFE_INTEGER).default(4 * 1024 ** 3),
     SPOOL_SEGMENT_BYTES: envInt(65_536, 1024 ** 3).default(64 * 1024 ** 2),
-    WRITER_BATCH_SIZE: envInt(1, 100_000).default(5000),
+    // Building a batch blocks the event loop (~2 µs a reading): small batches keep PUBACK latency even.
+    WRITER_BATCH_SIZE: envInt(1, 100_000).default(1000),
     WRITER_MAX_WAIT_MS: envInt(0, 10_000).default(50),
     INGEST_MAX_FUTURE_SKEW_MS: envInt(0, 86_400_000).default(300_000),
     INGEST_MAX_PAYLOAD_BYTES: envInt(256, 16 * 1024 ** 2).default(65_536),

@@ -59,6 +59,32 @@ export function tagValueProblem(value: string): string | undefined {
   return undefined
 }
 
+/** Tags repeat on every reading of a device: check each series once (bounded cache; '' = fine). */
+const tagVerdicts = new Map<string, string>()
+const MAX_CACHED_SERIES = 100_000
+
+function tagsProblem(reading: StoredReading): string | undefined {
+  const { device, district, regency } = reading as { device: unknown; district: unknown; regency: unknown }
+  if (typeof device !== 'string' || typeof district !== 'string' || typeof regency !== 'string') {
+    for (const key of TAG_KEYS) if (typeof reading[key] !== 'string') return `${key} is not a string`
+  }
+  const cacheKey = `${device}\n${district}\n${regency}`
+  const cached = tagVerdicts.get(cacheKey)
+  if (cached !== undefined) return cached === '' ? undefined : cached
+  let verdict = ''
+  for (const key of TAG_KEYS) {
+    const value = reading[key]
+    const problem = tagValueProblem(value)
+    if (problem !== undefined) {
+      verdict = `${key} ${JSON.stringify(value).slice(0, 80)} ${problem}`
+      break
+    }
+  }
+  if (tagVerdicts.size >= MAX_CACHED_SERIES) tagVerdicts.clear()
+  tagVerdicts.set(cacheKey, verdict)
+  return verdict === '' ? undefined : verdict
+}
+
 /**
  * Why a store must refuse this reading, or undefined when it is storable. Both stores run the same check
  * so that a reading refused by one is refused by the other: the refusal is the writer's cue to set it aside.
@@ -66,12 +92,8 @@ export function tagValueProblem(value: string): string | undefined {
 export function readingProblem(reading: StoredReading): string | undefined {
   if (!isDeviceKind(reading.kind))
     return `unknown device kind ${JSON.stringify(String(reading.kind)).slice(0, 80)}`
-  for (const key of TAG_KEYS) {
-    const value: unknown = reading[key]
-    if (typeof value !== 'string') return `${key} is not a string`
-    const problem = tagValueProblem(value)
-    if (problem !== undefined) return `${key} ${JSON.stringify(value).slice(0, 80)} ${problem}`
-  }
+  const tags = tagsProblem(reading)
+  if (tags !== undefined) return tags
   for (const key of ['ts', 'receivedAt'] as const) {
     const value = reading[key]
     if (!Number.isSafeInteger(value) || value < STORE_TIME_RANGE_MS.min || value > STORE_TIME_RANGE_MS.max) {

@@ -11,10 +11,12 @@ import type { PlatformMetrics } from '../ingest/metrics.ts'
 import type { DeviceRegistry } from '../ingest/registry.ts'
 import type { RejectionLog } from '../ingest/rejections.ts'
 import type { TimeSeriesStore } from '../ingest/store/types.ts'
+import type { AlarmEngine } from './alarms/engine.ts'
 import type { DashboardConfig } from './config.ts'
 import { HttpError, tokenMatches } from './errors.ts'
 import type { LiveState } from './live-state.ts'
 import { LiveHub } from './live-stream.ts'
+import alarmsRoutes from './routes/alarms/index.ts'
 import devicesRoutes from './routes/devices/index.ts'
 import docsRoutes from './routes/docs/index.ts'
 import healthRoutes from './routes/health/index.ts'
@@ -39,6 +41,8 @@ export interface DashboardDeps {
     lastError?: { message: string; at: number; retryable: boolean }
   }
   readonly log: Logger
+  /** Rule-based alarms with acknowledgement; without it, /api/v1/alarms is not served. */
+  readonly alarms?: AlarmEngine
 }
 
 declare module 'fastify' {
@@ -104,6 +108,7 @@ export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Pr
   await app.register(wallRoutes)
   await app.register(readingsRoutes)
   await app.register(docsRoutes)
+  if (deps.alarms) await app.register(alarmsRoutes, { engine: deps.alarms })
 
   app.addHook('onReady', async () => hub.start())
   app.addHook('preClose', async () => hub.stop())

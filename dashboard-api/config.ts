@@ -1,6 +1,7 @@
 import { z } from 'zod'
-import { envInt, envPort, parseEnv } from '../firmware-contracts/index.ts'
+import { ConfigError, envInt, envPort, parseEnv } from '../firmware-contracts/index.ts'
 import { type QueryConfig, QueryEnvShape } from '../ingest/query/config.ts'
+import { AlarmEnvShape, type AlarmsConfig, alarmsConfigFromEnv } from './alarms/config.ts'
 
 const token = z.string().trim().min(16, 'expected a token of at least 16 characters')
 
@@ -20,6 +21,7 @@ export const DashboardEnvSchema = z.object({
   /** A river alert level is left only when the water falls this many cm below its threshold. */
   RIVER_HYSTERESIS_CM: envInt(0, 1000).default(5),
   ...QueryEnvShape,
+  ...AlarmEnvShape,
 })
 
 export interface DashboardConfig {
@@ -39,10 +41,19 @@ export interface DashboardConfig {
   }
   /** Limits of the analyst query API (defaults when left out). */
   readonly query?: QueryConfig
+  /** Alarm rules, SLAs and webhooks (defaults when left out). */
+  readonly alarms?: AlarmsConfig
 }
 
 export function dashboardConfigFromEnv(env: Readonly<Record<string, string | undefined>>): DashboardConfig {
   const e = parseEnv('dashboard-api', DashboardEnvSchema, env)
+  if (e.ALARM_WEBHOOK_URLS?.length && e.ALARM_WEBHOOK_SECRET === undefined)
+    throw new ConfigError('dashboard-api', [
+      {
+        variable: 'ALARM_WEBHOOK_SECRET',
+        message: 'required when ALARM_WEBHOOK_URLS is set (it signs every POST)',
+      },
+    ])
   return {
     host: e.HTTP_HOST,
     port: e.HTTP_PORT,
@@ -59,5 +70,6 @@ export function dashboardConfigFromEnv(env: Readonly<Record<string, string | und
     },
     aggregates: { riverHysteresisCm: e.RIVER_HYSTERESIS_CM },
     query: { maxPoints: e.QUERY_MAX_POINTS, timeoutMs: e.QUERY_TIMEOUT_MS },
+    alarms: alarmsConfigFromEnv(e),
   }
 }

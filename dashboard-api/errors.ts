@@ -9,6 +9,7 @@ export const API_ERROR_CODES = {
   not_found: 'No such resource',
   conflict: 'The resource already exists or is in a conflicting state',
   payload_too_large: 'The request body is too large',
+  comment_required: 'A non-empty comment is required',
   store_unavailable: 'The time-series store did not answer; try again',
   internal: 'Internal error',
 } as const

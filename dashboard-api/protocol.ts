@@ -125,7 +125,7 @@ export type LiveErrorCode = keyof typeof LIVE_ERROR_CODES
 export const AlarmSchema = z.object({
   id: z.string(),
   source: z.enum(['derived', 'rule']),
-  type: z.enum(['river', 'ispu', 'occupancy', 'offline', 'stale']),
+  type: z.enum(['river', 'ispu', 'occupancy', 'offline', 'stale', 'rise', 'battery', 'completeness']),
   severity: z.enum(['warning', 'critical']),
   deviceId: z.string(),
   kind: DeviceKindSchema,
@@ -137,6 +137,12 @@ export const AlarmSchema = z.object({
   value: z.number().nullable(),
   since: z.number(),
   acknowledgedAt: z.number().nullable().optional(),
+  /** Rule alarms only: lifecycle state, priority, who acknowledged, and the SLA deadline to acknowledge. */
+  state: z.enum(['raised', 'acknowledged', 'cleared', 'closed']).optional(),
+  priority: z.enum(['emergency', 'high', 'warning', 'technical']).optional(),
+  acknowledgedBy: z.string().nullable().optional(),
+  slaDueAt: z.number().nullable().optional(),
+  escalatedAt: z.number().nullable().optional(),
 })
 export type Alarm = z.infer<typeof AlarmSchema>
 

@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { createBroker } from '../broker/index.ts'
+import { ALARMS_DEFAULTS, AlarmEngine, AlarmStore, WebhookDispatcher } from '../dashboard-api/alarms/index.ts'
 import { buildApp, LiveState } from '../dashboard-api/index.ts'
 import { PlatformBus } from '../ingest/events.ts'
 import { Ingest } from '../ingest/ingest.ts'
@@ -111,16 +112,29 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
       { spool, registry, bus, metrics, rejections, log },
     )
     const live = new LiveState(registry, bus, config.dashboard.aggregates)
+    const alarmsConfig = config.dashboard.alarms ?? ALARMS_DEFAULTS
+    const alarmStore = await AlarmStore.open(join(dataDir, 'alarms.duckdb'))
+    cleanup.unshift(() => alarmStore.close())
+    const alarms = new AlarmEngine(alarmsConfig, {
+      store: alarmStore,
+      live,
+      registry,
+      webhooks: new WebhookDispatcher(alarmsConfig.webhooks, alarmStore, log),
+      log,
+    })
     const broker = await createBroker(config.broker, { registry, ingest, bus, metrics, log })
     const mqtt = await broker.start()
     cleanup.unshift(() => broker.stop())
 
     const app = await buildApp(
       { ...config.dashboard, apiToken },
-      { registry, store, live, rejections, metrics, bus, ingestStatus: () => writer.status, log },
+      { registry, store, live, rejections, metrics, bus, ingestStatus: () => writer.status, log, alarms },
     )
     await app.listen({ host: config.dashboard.host, port: config.dashboard.port })
     cleanup.unshift(() => app.close())
+    // Alarms left open by the last run are loaded first, then re-evaluated from the aggregator's state.
+    await alarms.start()
+    cleanup.unshift(() => alarms.stop())
     const address = app.server.address()
     const httpPort = typeof address === 'object' && address ? address.port : config.dashboard.port
     const httpUrl = `http://${urlHost(config.dashboard.host)}:${httpPort}`
@@ -143,8 +157,10 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
           'store did not take everything in time; kept in the spool for the next start',
         )
       await writer.stop()
+      await alarms.stop()
       await app.close()
       live.close()
+      await alarmStore.close()
       await spool.close()
       await store.close()
       await registry.close()

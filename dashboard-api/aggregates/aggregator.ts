@@ -29,6 +29,14 @@ const NO_WINDOWS = new Set(['battery', 'rssi'])
 /** Metrics a device may report: bounds the per-device maps against odd registries. */
 const MAX_METRICS = 16
 
+/** Alarms raised by the rule engine (dashboard-api/alarms), shown on the stream instead of derived ones. */
+export interface RuleAlarmSource {
+  /** Open rule alarms in the protocol's shape. */
+  alarms(): Alarm[]
+  /** True once after the list changed since the last call. */
+  takeChanged(): boolean
+}
+
 export interface AggregatorOptions {
   /** A river level is left only when the water falls this far below its threshold. */
   readonly riverHysteresisCm: number
@@ -83,6 +91,7 @@ export class Aggregator {
   private readonly alarmMap = new Map<string, Alarm>()
   private readonly detach: () => void
   private readonly options: AggregatorOptions
+  private ruleAlarms: RuleAlarmSource | undefined
 
   constructor(
     private readonly registry: DeviceRegistry,
@@ -272,7 +281,29 @@ export class Aggregator {
       else removed.push(id)
       if (this.updateAlarms(id, v ? conditionsOf(v.view) : [], now)) alarmsChanged = true
     }
+    if (this.ruleAlarms?.takeChanged()) alarmsChanged = true
     return { views, removed, alarmsChanged }
+  }
+
+  /**
+   * Publishes rule alarms on the stream. A rule alarm replaces the derived condition of the same device and
+   * type (an `offline` rule alarm also covers `stale`); derived conditions without a rule alarm stay.
+   */
+  setRuleAlarms(source: RuleAlarmSource | undefined) {
+    this.ruleAlarms = source
+  }
+
+  /**
+   * Readings of the device's main metric over the last hour of wall-clock time, and how far back the
+   * oldest of them lies: the rule engine's completeness check. Undefined for a device never heard from.
+   */
+  hourCoverage(id: string, now = Date.now()): { count: number; spanMs: number } | undefined {
+    const d = this.registry.get(id)
+    const m = d === undefined ? undefined : this.states.get(id)?.metrics.get(MAIN_METRIC[d.kind])
+    if (m === undefined) return undefined
+    const count = m.window('h1', now)?.count ?? 0
+    const oldest = m.hour(now).findIndex((v) => v !== null)
+    return { count, spanMs: oldest < 0 ? 0 : (60 - oldest) * 60_000 }
   }
 
   private updateAlarms(deviceId: string, conditions: AlarmCondition[], now: number): boolean {
@@ -314,7 +345,15 @@ export class Aggregator {
 
   /** Active alarms, most severe first. */
   alarms(): Alarm[] {
-    return sortAlarms([...this.alarmMap.values()])
+    const rule = this.ruleAlarms?.alarms() ?? []
+    if (rule.length === 0) return sortAlarms([...this.alarmMap.values()])
+    const covered = new Set<string>()
+    for (const a of rule) {
+      covered.add(`${a.deviceId}:${a.type}`)
+      if (a.type === 'offline') covered.add(`${a.deviceId}:stale`)
+    }
+    const derived = [...this.alarmMap.values()].filter((a) => !covered.has(`${a.deviceId}:${a.type}`))
+    return sortAlarms([...rule, ...derived])
   }
 
   get deviceCount() {

@@ -56,7 +56,14 @@ const TEXT = {
       occupancy: 'Pasar penuh',
       offline: 'Perangkat luar jaringan',
       stale: 'Data basi',
+      rise: 'Air naik cepat',
+      battery: 'Baterai lemah',
+      completeness: 'Data tidak lengkap',
     },
+    slaLeft: (t: string) => `SLA ${t}`,
+    slaOver: (t: string) => `LEWAT SLA ${t}`,
+    acked: (who: string) => `✓ ${who}`,
+    cleared: 'selesai',
     critical: 'kritis',
   },
   en: {
@@ -93,7 +100,14 @@ const TEXT = {
       occupancy: 'Market full',
       offline: 'Device offline',
       stale: 'Stale data',
+      rise: 'Fast rise',
+      battery: 'Battery low',
+      completeness: 'Incomplete data',
     },
+    slaLeft: (t: string) => `SLA ${t}`,
+    slaOver: (t: string) => `SLA OVERDUE ${t}`,
+    acked: (who: string) => `✓ ${who}`,
+    cleared: 'cleared',
     critical: 'critical',
   },
 }[lang]
@@ -469,8 +483,18 @@ function renderAlarms(now: number) {
     if (a.type === 'river') what += ` ${riverLabel(a.level as RiverLevel)} · ${fmt(a.value)} cm`
     else if (a.type === 'ispu') what += ` ${fmt(a.value)} ${ispuLabel(a.level)}`
     else if (a.type === 'occupancy') what += ` · ${fmt(a.value)} ${TEXT.people}`
-    const cls = a.type === 'stale' || a.type === 'offline' ? 'sev-stale' : a.severity
-    return `<li class="${cls}" data-alarm="${esc(a.id)}"><span class="what">${esc(what)}</span><span>${esc(a.name)}</span><span class="since">${ago(now - a.since)}</span></li>`
+    let cls: string = a.type === 'stale' || a.type === 'offline' ? 'sev-stale' : a.severity
+    // Rule alarms: time left to acknowledge (SLA), who acknowledged, or that the condition has ended.
+    let status = ago(now - a.since)
+    if (a.state === 'acknowledged' || (a.state === 'cleared' && a.acknowledgedBy))
+      status = TEXT.acked(a.acknowledgedBy ?? '')
+    else if (a.state === 'cleared') status = TEXT.cleared
+    else if (a.state === 'raised' && a.slaDueAt != null) {
+      const left = a.slaDueAt - now
+      status = left >= 0 ? TEXT.slaLeft(ago(left)) : TEXT.slaOver(ago(-left))
+      if (left < 0) cls = 'critical'
+    }
+    return `<li class="${cls}" data-alarm="${esc(a.id)}" data-state="${esc(a.state ?? 'active')}"><span class="what">${esc(what)}</span><span>${esc(a.name)}</span><span class="since">${esc(status)}</span></li>`
   })
   if (alarms.length > 14) rows.push(`<li class="none">+${alarms.length - 14}</li>`)
   el.innerHTML = rows.join('')

@@ -1,0 +1,433 @@
+import { randomBytes } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { DeviceRegistry } from '../../ingest/registry.ts'
+import type { LiveState } from '../live-state.ts'
+import type { Alarm } from '../protocol.ts'
+import type { AlarmsConfig } from './config.ts'
+import { type AlarmType, type Observation, PRIORITY_RANK, rulesFor, severityOf } from './rules.ts'
+import type { AlarmRecord, AlarmState, AlarmStore, Transition, TransitionAction } from './store.ts'
+import type { WebhookDispatcher } from './webhooks.ts'
+
+/** The actor of transitions the engine makes by itself. */
+export const SYSTEM_ACTOR = 'system'
+
+export class AlarmActionError extends Error {
+  override readonly name = 'AlarmActionError'
+  constructor(
+    readonly code: 'not_found' | 'conflict',
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** Per device and rule: since when a condition has held (not yet raised) or been gone (not yet cleared). */
+interface Track {
+  pendingSince: number | null
+  clearSince: number | null
+}
+
+const ACTIVE: ReadonlySet<AlarmState> = new Set(['raised', 'acknowledged'])
+
+function newAlarmId(now: number): string {
+  return `alm-${now.toString(36)}-${randomBytes(4).toString('hex')}`
+}
+
+/**
+ * Raises, escalates and clears alarms from the aggregator's views on a timer, and applies operators'
+ * actions. One alarm per device and rule is open at a time; every change is one stored transition (and a
+ * webhook event). All mutations run one after another, so a timer tick and an acknowledgement never race.
+ */
+export class AlarmEngine {
+  /** Alarms not closed, by `${deviceId}:${type}`. */
+  private readonly open = new Map<string, AlarmRecord>()
+  private readonly seqs = new Map<string, number>()
+  private readonly tracks = new Map<string, Track>()
+  private chain: Promise<unknown> = Promise.resolve()
+  private timer: NodeJS.Timeout | undefined
+  private evaluating = false
+  private changed = true
+  private streamCache: Alarm[] | undefined
+
+  constructor(
+    private readonly config: AlarmsConfig,
+    private readonly deps: {
+      readonly store: AlarmStore
+      readonly live: LiveState
+      readonly registry: DeviceRegistry
+      readonly webhooks: WebhookDispatcher
+      readonly log: Logger
+    },
+  ) {}
+
+  /** Loads the alarms left open by the last run, then evaluates on the timer. */
+  async start() {
+    const [open, seqs] = await Promise.all([this.deps.store.loadOpen(), this.deps.store.lastSeqs()])
+    for (const a of open) {
+      this.open.set(`${a.deviceId}:${a.type}`, a)
+      this.seqs.set(a.id, seqs.get(a.id) ?? 0)
+    }
+    if (open.length > 0) this.deps.log.info({ alarms: open.length }, 'alarms still open from the last run')
+    await this.deps.webhooks.start()
+    this.deps.live.setRuleAlarms({ alarms: () => this.streamAlarms(), takeChanged: () => this.takeChanged() })
+    this.timer = setInterval(() => {
+      if (this.evaluating) return
+      this.evaluating = true
+      this.evaluate()
+        .catch((err: Error) => this.deps.log.error({ err: err.message }, 'alarm evaluation failed'))
+        .finally(() => {
+          this.evaluating = false
+        })
+    }, this.config.evalIntervalMs)
+    this.timer.unref()
+  }
+
+  async stop() {
+    clearInterval(this.timer)
+    this.deps.live.setRuleAlarms(undefined)
+    await this.chain.catch(() => undefined)
+    await this.deps.webhooks.stop()
+  }
+
+  /** One pass of every rule over every device, then escalation of alarms past their SLA. */
+  evaluate(now = Date.now()): Promise<void> {
+    return this.serial(async () => {
+      const seen = new Set<string>()
+      for (const { view } of this.deps.live.all(now)) {
+        const device = this.deps.registry.get(view.id)
+        if (device === undefined) continue
+        const hour = this.deps.live.hourCoverage(view.id, now)
+        for (const rule of rulesFor(view.kind)) {
+          const key = `${view.id}:${rule.type}`
+          seen.add(key)
+          const alarm = this.open.get(key)
+          const active = alarm !== undefined && ACTIVE.has(alarm.state)
+          const track = this.track(key)
+          const obs = rule.observe({ view, device, hour }, active || track.pendingSince !== null)
+          await this.step(key, rule.type, view, alarm, active, track, obs, now)
+        }
+      }
+      for (const [key, alarm] of this.open) {
+        if (seen.has(key) || !ACTIVE.has(alarm.state)) continue
+        // A decommissioned device has no view: nothing else would ever clear its alarms.
+        const d = this.deps.registry.get(alarm.deviceId)
+        if (d === undefined || d.status === 'decommissioned')
+          await this.transition(alarm, 'cleared', SYSTEM_ACTOR, now, 'device decommissioned', null)
+      }
+      for (const alarm of this.open.values()) {
+        if (alarm.state === 'raised' && alarm.escalatedAt === null && now >= alarm.slaDueAt) {
+          alarm.escalatedAt = now
+          await this.transition(alarm, 'escalated', SYSTEM_ACTOR, now, null, {
+            slaMs: this.config.slaMs[alarm.priority],
+            overdueMs: now - alarm.slaDueAt,
+          })
+        }
+      }
+    })
+  }
+
+  private track(key: string): Track {
+    let t = this.tracks.get(key)
+    if (t === undefined) {
+      t = { pendingSince: null, clearSince: null }
+      this.tracks.set(key, t)
+    }
+    return t
+  }
+
+  private async step(
+    key: string,
+    type: AlarmType,
+    view: { id: string; kind: AlarmRecord['kind']; name: string; regency: string; district: string },
+    alarm: AlarmRecord | undefined,
+    active: boolean,
+    track: Track,
+    obs: Observation | undefined,
+    now: number,
+  ) {
+    if (obs === undefined) return
+    const min = this.config.minDurationMs
+    if (obs.active) {
+      track.clearSince = null
+      if (active && alarm) {
+        if (alarm.value !== obs.value) {
+          alarm.value = obs.value
+          this.touch()
+        }
+        if (alarm.level !== obs.level || alarm.priority !== obs.priority)
+          await this.changeLevel(alarm, obs, now)
+        return
+      }
+      track.pendingSince ??= now
+      if (now - track.pendingSince < min) return
+      track.pendingSince = null
+      if (alarm !== undefined && alarm.state === 'cleared') {
+        // The same condition came back before anyone closed the alarm: reopen it rather than add another.
+        Object.assign(alarm, {
+          level: obs.level,
+          priority: obs.priority,
+          value: obs.value,
+          slaDueAt: now + this.config.slaMs[obs.priority],
+          escalatedAt: null,
+          acknowledgedAt: null,
+          acknowledgedBy: null,
+          clearedAt: null,
+          clearedBy: null,
+        })
+        await this.transition(alarm, 'reopened', SYSTEM_ACTOR, now, null, {
+          level: obs.level,
+          value: obs.value,
+        })
+        return
+      }
+      const record: AlarmRecord = {
+        id: newAlarmId(now),
+        deviceId: view.id,
+        type,
+        kind: view.kind,
+        name: view.name,
+        regency: view.regency,
+        district: view.district,
+        level: obs.level,
+        priority: obs.priority,
+        value: obs.value,
+        state: 'raised',
+        raisedAt: now,
+        updatedAt: now,
+        slaDueAt: now + this.config.slaMs[obs.priority],
+        escalatedAt: null,
+        acknowledgedAt: null,
+        acknowledgedBy: null,
+        clearedAt: null,
+        clearedBy: null,
+        closedAt: null,
+        closedBy: null,
+      }
+      this.open.set(key, record)
+      this.seqs.set(record.id, 0)
+      await this.transition(
+        record,
+        'raised',
+        SYSTEM_ACTOR,
+        now,
+        null,
+        { level: obs.level, value: obs.value },
+        true,
+      )
+      return
+    }
+    track.pendingSince = null
+    if (!active || alarm === undefined) return
+    track.clearSince ??= now
+    if (now - track.clearSince < min) return
+    track.clearSince = null
+    await this.transition(alarm, 'cleared', SYSTEM_ACTOR, now, 'condition ended', null)
+  }
+
+  private async changeLevel(alarm: AlarmRecord, obs: Observation & { active: true }, now: number) {
+    const from = { level: alarm.level, priority: alarm.priority }
+    const worse = PRIORITY_RANK[obs.priority] < PRIORITY_RANK[alarm.priority]
+    alarm.level = obs.level
+    alarm.priority = obs.priority
+    alarm.value = obs.value
+    if (worse) {
+      // A worse level needs its own acknowledgement within its own (shorter) SLA.
+      alarm.slaDueAt = now + this.config.slaMs[obs.priority]
+      alarm.escalatedAt = null
+      alarm.acknowledgedAt = null
+      alarm.acknowledgedBy = null
+    }
+    await this.transition(alarm, 'level_changed', SYSTEM_ACTOR, now, null, {
+      from,
+      to: { level: obs.level, priority: obs.priority },
+      value: obs.value,
+    })
+  }
+
+  /** Applies a state change, stores it with its transition and webhook deliveries, and hands those on. */
+  private async transition(
+    alarm: AlarmRecord,
+    action: TransitionAction,
+    actor: string,
+    now: number,
+    comment: string | null,
+    detail: Record<string, unknown> | null,
+    insert = false,
+  ): Promise<Transition> {
+    const fromState = insert ? null : alarm.state
+    const toState: AlarmState =
+      action === 'raised' || action === 'reopened'
+        ? 'raised'
+        : action === 'acknowledged'
+          ? alarm.state === 'cleared'
+            ? 'cleared'
+            : 'acknowledged'
+          : action === 'cleared'
+            ? 'cleared'
+            : action === 'closed'
+              ? 'closed'
+              : action === 'level_changed' && alarm.acknowledgedAt === null && alarm.state === 'acknowledged'
+                ? 'raised'
+                : alarm.state
+    const before = { ...alarm }
+    alarm.state = toState
+    alarm.updatedAt = now
+    if (action === 'acknowledged') {
+      alarm.acknowledgedAt = now
+      alarm.acknowledgedBy = actor
+    } else if (action === 'cleared') {
+      alarm.clearedAt = now
+      alarm.clearedBy = actor
+    } else if (action === 'closed') {
+      alarm.closedAt = now
+      alarm.closedBy = actor
+    }
+    const seq = (this.seqs.get(alarm.id) ?? 0) + 1
+    const transition: Transition = {
+      alarmId: alarm.id,
+      seq,
+      at: now,
+      actor,
+      action,
+      fromState,
+      toState,
+      comment,
+      detail,
+    }
+    const deliveries =
+      action === 'commented'
+        ? []
+        : this.deps.webhooks.prepare(
+            alarm.id,
+            seq,
+            `alarm.${action}`,
+            { alarm: publicAlarm(alarm), transition },
+            now,
+          )
+    try {
+      await this.deps.store.save(alarm, transition, deliveries, insert)
+    } catch (err) {
+      // Not stored means it did not happen: put the alarm back as it was.
+      Object.assign(alarm, before)
+      if (insert) this.open.delete(`${alarm.deviceId}:${alarm.type}`)
+      throw err
+    }
+    this.seqs.set(alarm.id, seq)
+    if (toState === 'closed') {
+      this.open.delete(`${alarm.deviceId}:${alarm.type}`)
+      this.seqs.delete(alarm.id)
+    }
+    this.deps.webhooks.enqueue(deliveries)
+    this.touch()
+    this.deps.log.info(
+      { alarmId: alarm.id, deviceId: alarm.deviceId, type: alarm.type, action, actor, state: toState },
+      'alarm transition',
+    )
+    return transition
+  }
+
+  /** Operators' actions; each needs a comment (checked by the route) and is stored under the actor's name. */
+  act(
+    id: string,
+    action: 'acknowledged' | 'commented' | 'cleared' | 'closed',
+    actor: string,
+    comment: string,
+  ): Promise<{ alarm: AlarmRecord; transition: Transition }> {
+    return this.serial(async () => {
+      const now = Date.now()
+      const alarm = [...this.open.values()].find((a) => a.id === id)
+      if (alarm === undefined) {
+        const stored = await this.deps.store.get(id)
+        if (stored === undefined) throw new AlarmActionError('not_found', `no alarm ${id}`)
+        if (action !== 'commented') throw new AlarmActionError('conflict', `alarm ${id} is closed`)
+        const seq = (await this.deps.store.transitions(id)).length + 1
+        const transition: Transition = {
+          alarmId: id,
+          seq,
+          at: now,
+          actor,
+          action,
+          fromState: 'closed',
+          toState: 'closed',
+          comment,
+          detail: null,
+        }
+        await this.deps.store.save({ ...stored, updatedAt: now }, transition, [], false)
+        return { alarm: { ...stored, updatedAt: now }, transition }
+      }
+      if (action === 'acknowledged' && alarm.acknowledgedAt !== null)
+        throw new AlarmActionError(
+          'conflict',
+          `alarm ${id} was acknowledged by ${alarm.acknowledgedBy} already`,
+        )
+      if (action === 'cleared' && !ACTIVE.has(alarm.state))
+        throw new AlarmActionError('conflict', `alarm ${id} is ${alarm.state}`)
+      if (action === 'closed' && alarm.state !== 'cleared')
+        throw new AlarmActionError('conflict', `alarm ${id} is ${alarm.state}: clear it before closing it`)
+      const transition = await this.transition(alarm, action, actor, now, comment, null)
+      if (action === 'cleared') this.tracks.delete(`${alarm.deviceId}:${alarm.type}`)
+      return { alarm: { ...alarm }, transition }
+    })
+  }
+
+  /** Open alarms in memory (not closed), most urgent first. */
+  openAlarms(): AlarmRecord[] {
+    return [...this.open.values()].sort(
+      (a, b) => PRIORITY_RANK[a.priority] - PRIORITY_RANK[b.priority] || a.raisedAt - b.raisedAt,
+    )
+  }
+
+  get store() {
+    return this.deps.store
+  }
+
+  private touch() {
+    this.changed = true
+    this.streamCache = undefined
+  }
+
+  private takeChanged(): boolean {
+    const c = this.changed
+    this.changed = false
+    return c
+  }
+
+  private streamAlarms(): Alarm[] {
+    this.streamCache ??= this.openAlarms().map(streamAlarm)
+    return this.streamCache
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn)
+    this.chain = next.catch(() => undefined)
+    return next
+  }
+}
+
+/** The alarm as the REST API and webhooks show it. */
+export function publicAlarm(a: AlarmRecord) {
+  return { ...a, severity: severityOf(a.priority) }
+}
+
+export function streamAlarm(a: AlarmRecord): Alarm {
+  return {
+    id: a.id,
+    source: 'rule',
+    type: a.type,
+    severity: severityOf(a.priority),
+    deviceId: a.deviceId,
+    kind: a.kind,
+    name: a.name,
+    regency: a.regency,
+    district: a.district,
+    level: a.level,
+    value: a.value,
+    since: a.raisedAt,
+    acknowledgedAt: a.acknowledgedAt,
+    state: a.state,
+    priority: a.priority,
+    acknowledgedBy: a.acknowledgedBy,
+    slaDueAt: a.state === 'raised' ? a.slaDueAt : null,
+    escalatedAt: a.escalatedAt,
+  }
+}

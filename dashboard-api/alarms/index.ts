@@ -1,0 +1,5 @@
+export * from './config.ts'
+export * from './engine.ts'
+export * from './rules.ts'
+export * from './store.ts'
+export * from './webhooks.ts'

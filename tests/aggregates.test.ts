@@ -344,4 +344,18 @@ describe('Aggregator on the bus', () => {
     expect(agg.alarms().some((a) => a.id === 'dps-rain-001:offline')).toBe(true)
     expect(agg.alarms().some((a) => a.id === 'dps-rain-001:stale')).toBe(false)
   })
+  it('rebuilds at most a budget of changed devices per refresh and keeps the rest for the next call', () => {
+    agg.refresh(now)
+    bus.emit('readings.accepted', [
+      reading('dps-air-001', 'air-quality', now, { pm25: 10 }),
+      reading('dps-air-002', 'air-quality', now, { pm25: 20 }),
+      reading('dps-crowd-001', 'crowd-counter', now, { occupancy: 10 }),
+    ])
+    const first = agg.refresh(now, { budget: 2 })
+    expect(first.views).toHaveLength(2)
+    expect(agg.pendingChanges).toBe(1)
+    const second = agg.refresh(now, { budget: 2, sweep: false })
+    expect(second.views.map((v) => v.view.id)).toEqual(['dps-crowd-001'])
+    expect(agg.pendingChanges).toBe(0)
+  })
 })

@@ -264,14 +264,27 @@ export class Aggregator {
    * Brings views and alarms up to date: devices that reported, and devices whose status changed with the
    * passing of time (stale). O(devices) for the status sweep, plus the work for changed devices.
    */
-  refresh(now = Date.now()): RefreshResult {
-    for (const [id, s] of this.states) {
-      if (s.status === 'unknown' && s.lastSeen === null) continue
-      const d = this.registry.get(id)
-      if (d !== undefined && this.statusOf(d, s, now) !== s.status) this.changed.add(id)
+  refresh(now = Date.now(), options: { budget?: number; sweep?: boolean } = {}): RefreshResult {
+    if (options.sweep !== false) {
+      for (const [id, s] of this.states) {
+        if (s.status === 'unknown' && s.lastSeen === null) continue
+        const d = this.registry.get(id)
+        if (d !== undefined && this.statusOf(d, s, now) !== s.status) this.changed.add(id)
+      }
     }
-    const ids = this.changed
-    this.changed = new Set()
+    // With a budget, only that many devices are rebuilt now; the rest stay marked for the next call.
+    let ids: Iterable<string> = this.changed
+    if (options.budget === undefined || this.changed.size <= options.budget) {
+      this.changed = new Set()
+    } else {
+      const slice: string[] = []
+      for (const id of this.changed) {
+        if (slice.length >= options.budget) break
+        slice.push(id)
+      }
+      for (const id of slice) this.changed.delete(id)
+      ids = slice
+    }
     const views: CachedView[] = []
     const removed: string[] = []
     let alarmsChanged = false
@@ -289,6 +302,11 @@ export class Aggregator {
    * Publishes rule alarms on the stream. A rule alarm replaces the derived condition of the same device and
    * type (an `offline` rule alarm also covers `stale`); derived conditions without a rule alarm stay.
    */
+  /** Devices marked as changed and not yet rebuilt by `refresh`. */
+  get pendingChanges(): number {
+    return this.changed.size
+  }
+
   setRuleAlarms(source: RuleAlarmSource | undefined) {
     this.ruleAlarms = source
   }

@@ -102,7 +102,12 @@ export class StoreWriter {
         await this.sleep(this.options.maxBatchWaitMs)
       }
       this.wakeWhen = () => false
-      const batch = await this.spool.read(this.options.batchSize, this.spool.checkpointOffset)
+      // Small batches keep each synchronous build short; a backlog gets bigger ones, so fewer round trips catch up.
+      const size = Math.min(
+        this.options.batchSize * 5,
+        Math.max(this.options.batchSize, Math.floor(this.spool.pendingCount / 2)),
+      )
+      const batch = await this.spool.read(size, this.spool.checkpointOffset)
       if (batch.length === 0) continue
       const done = await this.writeBatch(batch)
       if (!done) continue

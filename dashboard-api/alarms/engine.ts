@@ -8,6 +8,9 @@ import { type AlarmType, type Observation, PRIORITY_RANK, rulesFor, severityOf }
 import type { AlarmRecord, AlarmState, AlarmStore, Transition, TransitionAction } from './store.ts'
 import type { WebhookDispatcher } from './webhooks.ts'
 
+/** Devices evaluated between two yields to the event loop. */
+const EVAL_SLICE = 250
+
 /** The actor of transitions the engine makes by itself. */
 export const SYSTEM_ACTOR = 'system'
 
@@ -93,7 +96,10 @@ export class AlarmEngine {
   evaluate(now = Date.now()): Promise<void> {
     return this.serial(async () => {
       const seen = new Set<string>()
+      let visited = 0
       for (const { view } of this.deps.live.all(now)) {
+        // A city's whole fleet is evaluated every second: let the broker's acknowledgements through between slices.
+        if (++visited % EVAL_SLICE === 0) await new Promise((resolve) => setImmediate(resolve))
         const device = this.deps.registry.get(view.id)
         if (device === undefined) continue
         const hour = this.deps.live.hourCoverage(view.id, now)

@@ -4,17 +4,15 @@
 // feature on), and a cheap raw-socket load generator, each in its own process. In the same run, the
 // baseline: a plain Aedes broker forwarding the same load to one QoS 1 subscriber. Prints one line per
 // step and a final JSON line. Not a test: nothing here asserts a speed.
-import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import mqtt from 'mqtt'
 import WebSocket from 'ws'
 import { startInfluxd } from '../tests/helpers/influxd.ts'
+import { freePort, spawnTs } from '../tests/helpers/process.ts'
 
-const ROOT = new URL('..', import.meta.url).pathname
 const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -43,43 +41,6 @@ for (const n of [...STEPS, STEP_MS, OVERLOAD_MS, DEVICES, IDLE_DEVICES]) {
 
 const log = (line: string) => process.stdout.write(`${line}\n`)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-function spawnTs(file: string, args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  })
-  let out = ''
-  child.stdout!.on('data', (d) => {
-    out += d
-  })
-  child.stderr!.on('data', (d) => {
-    out += d
-  })
-  return { child, output: () => out }
-}
-
-async function waitForOutput(p: { child: ChildProcess; output: () => string }, re: RegExp, ms = 30_000) {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline && p.child.exitCode === null) {
-    const m = p.output().match(re)
-    if (m) return m
-    await sleep(50)
-  }
-  throw new Error(`bench: no ${re} in output:\n${p.output().slice(-2000)}`)
-}
 
 function rssKiB(pid: number): number {
   const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)\s+kB/)
@@ -139,7 +100,7 @@ const baseline = { best: 0, pubackP50: Number.NaN, pubackP99: Number.NaN }
 {
   const port = await freePort()
   const broker = spawnTs('bench/plain-broker.ts', [String(port)])
-  await waitForOutput(broker, /ready (\d+)/)
+  await broker.waitFor(/ready (\d+)/)
   let delivered = 0
   const sub = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId: 'bench-subscriber', clean: true })
   await new Promise<void>((resolve, reject) => {
@@ -208,7 +169,7 @@ const platform = spawnTs('platform/main.ts', [], {
 })
 const result: Record<string, number | null> = {}
 try {
-  await waitForOutput(platform, /is running/)
+  await platform.waitFor(/is running/)
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await fetch(`http://127.0.0.1:${httpPort}${path}`, {
       method,

@@ -1,46 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { launchChromium } from './helpers/browser.ts'
+import { spawnTs } from './helpers/process.ts'
 
-const ROOT = new URL('..', import.meta.url).pathname
-
-function startMain(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'platform/main.ts'], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout!.on('data', (d) => {
-    stdout += d
-  })
-  child.stderr!.on('data', (d) => {
-    stderr += d
-  })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  return { child, exited, out: () => stdout, err: () => stderr }
-}
-
-async function waitForLine(
-  read: () => string,
-  pattern: RegExp,
-  child: ChildProcess,
-  timeoutMs = 30_000,
-): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline && child.exitCode === null) {
-    const m = read().match(pattern)
-    if (m) return m
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(
-    `no line matching ${pattern} (exit code ${child.exitCode}); output:\n${read().slice(-3000)}`,
-  )
-}
+const startMain = (env: Record<string, string>) => spawnTs('platform/main.ts', [], env)
 
 describe('npm start (platform/main.ts)', () => {
   let dataDir: string
@@ -67,13 +33,9 @@ describe('npm start (platform/main.ts)', () => {
       LIVE_INTERVAL_MS: '200',
     })
     child = main.child
-    const [, wallUrl] = await waitForLine(
-      () => main.out() + main.err(),
-      /Wall display:\s+(http:\/\/\S+)/,
-      main.child,
-    )
-    expect(main.out()).toMatch(/Store:\s+embedded DuckDB store/)
-    expect(main.out()).toMatch(/Simulator:\s+8 simulated devices/)
+    const [, wallUrl] = await main.waitFor(/Wall display:\s+(http:\/\/\S+)/)
+    expect(main.stdout()).toMatch(/Store:\s+embedded DuckDB store/)
+    expect(main.stdout()).toMatch(/Simulator:\s+8 simulated devices/)
 
     const browser = await launchChromium()
     try {
@@ -101,18 +63,18 @@ describe('npm start (platform/main.ts)', () => {
     main.child.kill('SIGTERM')
     const code = await main.exited
     expect(code).toBe(0)
-    expect(main.out() + main.err()).toMatch(/stopped; every accepted reading is in the store or the spool/)
+    expect(main.output()).toMatch(/stopped; every accepted reading is in the store or the spool/)
   })
 
   it('refuses to start with a bad variable, naming it and what it expects', async () => {
     const bad = startMain({ MQTT_PORT: 'eighteen-eighty-three', INFLUX_URL: 'ftp://nope', DATA_DIR: dataDir })
     const code = await bad.exited
     expect(code).toBe(78)
-    expect(bad.err()).toMatch(
+    expect(bad.stderr()).toMatch(
       /MQTT_PORT: expected a whole number from 0 to 65535 \(got "eighteen-eighty-three"\)/,
     )
-    expect(bad.err()).toMatch(/INFLUX_URL: expected a URL starting with http:\/\/ or https:\/\//)
-    expect(bad.out()).not.toMatch(/is running/)
+    expect(bad.stderr()).toMatch(/INFLUX_URL: expected a URL starting with http:\/\/ or https:\/\//)
+    expect(bad.stdout()).not.toMatch(/is running/)
   })
 })
 

@@ -1,52 +1,21 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt, { type MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Influxd, startInfluxd } from './helpers/influxd.ts'
 import { eventually, RIVER_DEVICE, TEST_API_TOKEN } from './helpers/platform.ts'
+import { freePort, spawnTs } from './helpers/process.ts'
 import { storedSeqsByDevice } from './helpers/stored.ts'
 
-const ROOT = new URL('..', import.meta.url).pathname
 const DEVICES = 20
 const EVERY_MS = 40 // per device: 500 readings/s in all
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
 /** The real entry point as its own process, so that SIGKILL is a real crash. */
 function startPlatformProcess(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'platform/main.ts'], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let out = ''
-  child.stdout!.on('data', (d) => {
-    out += d
-  })
-  child.stderr!.on('data', (d) => {
-    out += d
-  })
-  const running = (async () => {
-    const deadline = Date.now() + 30_000
-    while (Date.now() < deadline && child.exitCode === null) {
-      if (out.includes('is running')) return
-      await new Promise((r) => setTimeout(r, 50))
-    }
-    throw new Error(`platform did not start:\n${out.slice(-2000)}`)
-  })()
-  return { child, running, output: () => out }
+  const p = spawnTs('platform/main.ts', [], env)
+  return { child: p.child, running: p.waitFor(/is running/), output: p.output }
 }
 
 describe('crash safety', () => {

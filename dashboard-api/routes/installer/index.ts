@@ -1,32 +1,10 @@
-import { readFile } from 'node:fs/promises'
-import { fileURLToPath } from 'node:url'
-import { build } from 'esbuild'
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import { InstallerNameSchema } from '../../../ingest/registry.ts'
 import { HttpError } from '../../errors.ts'
+import { installerAssets } from '../../web/build.ts'
 import { registryAuth, requireAdmin } from '../devices/auth.ts'
 import { registryError } from '../devices/index.ts'
-
-let assets: Promise<{ html: string; js: string }> | undefined
-
-/** Bundles the installer page once per process, like the wall display. */
-function installerAssets() {
-  assets ??= (async () => {
-    const dir = fileURLToPath(new URL('../../web/', import.meta.url))
-    const result = await build({
-      entryPoints: [`${dir}installer.ts`],
-      bundle: true,
-      write: false,
-      format: 'esm',
-      target: 'es2022',
-      minify: true,
-      legalComments: 'none',
-    })
-    return { html: await readFile(`${dir}installer.html`, 'utf8'), js: result.outputFiles[0]?.text ?? '' }
-  })()
-  return assets
-}
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const r = schema.safeParse(value)

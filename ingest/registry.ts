@@ -109,6 +109,21 @@ interface Entry {
   secretHash: Buffer
 }
 
+/** The bound parameters of a device's descriptive columns, the same for INSERT and UPDATE. */
+function describedBy(device: Device) {
+  return {
+    name: device.name,
+    regency: device.regency,
+    district: device.district,
+    lat: device.latitude,
+    lon: device.longitude,
+    interval: device.reportingIntervalMs,
+    thresholds: device.thresholds ? JSON.stringify(device.thresholds) : null,
+    notes: device.notes ?? null,
+    calibration: device.calibrationOffset,
+  }
+}
+
 /** Secrets are 128-bit random tokens, so a keyed fast hash is as strong as a slow KDF and keeps reconnect storms cheap. */
 const SECRET_BYTES = 18
 
@@ -240,19 +255,11 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
         {
           id: device.id,
           kind: device.kind,
-          name: device.name,
-          regency: device.regency,
-          district: device.district,
-          lat: device.latitude,
-          lon: device.longitude,
-          interval: device.reportingIntervalMs,
-          thresholds: device.thresholds ? JSON.stringify(device.thresholds) : null,
-          notes: device.notes ?? null,
+          ...describedBy(device),
           status: device.status,
           hash: secretHash.toString('base64'),
           now,
           actor,
-          calibration: device.calibrationOffset,
         },
       )
       await this.audit(actor, 'register', device.id, { kind: device.kind })
@@ -356,15 +363,7 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
           calibration_offset = $calibration, updated_at = $now, updated_by = $actor WHERE id = $id`,
         {
           id,
-          name: device.name,
-          regency: device.regency,
-          district: device.district,
-          lat: device.latitude,
-          lon: device.longitude,
-          interval: device.reportingIntervalMs,
-          thresholds: device.thresholds ? JSON.stringify(device.thresholds) : null,
-          notes: device.notes ?? null,
-          calibration: device.calibrationOffset,
+          ...describedBy(device),
           now,
           actor,
         },

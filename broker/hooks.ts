@@ -162,8 +162,12 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
       return
     }
     // Acknowledged means durable: Aedes writes the PUBACK only after this callback, so it waits for the spool.
+    const started = performance.now()
     deps.ingest.telemetry(device, payload).then(
-      () => acknowledgeCorked(client, cb),
+      () => {
+        deps.metrics.publishToDurableSeconds.observe((performance.now() - started) / 1000)
+        acknowledgeCorked(client, cb)
+      },
       (err) => {
         deps.log.error({ err, deviceId: device.id }, 'ingest failed; not acknowledging')
         cb(err instanceof Error ? err : new Error(String(err)))

@@ -72,6 +72,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     observeSpool(source: () => SpoolGaugeSource) {
       spoolSource = source
     },
+    publishToDurableSeconds: new Histogram({
+      name: 'ingest_publish_to_durable_seconds',
+      help: 'QoS 1 telemetry: from the broker handing the publish to ingest until it is durable in the spool',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2],
+      registers: [registry],
+    }),
     spoolCommitSeconds: new Histogram({
       name: 'ingest_spool_group_commit_seconds',
       help: 'Time of one group commit (write + fdatasync)',

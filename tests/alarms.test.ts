@@ -255,8 +255,17 @@ describe('alarms through the real pipeline', () => {
       const tampered = { ...mine[0]!, body: mine[0]!.body.replace('"raised"', '"closed"') }
       expect(validSignature(tampered)).toBe(false)
 
+      // Only a list sent after the last one that still held the alarm counts as its removal.
+      const lastWith = live.messages.findLastIndex(
+        (m) => (m.type === 'snapshot' || m.type === 'delta') && !!m.alarms?.some((a) => a.id === raised.id),
+      )
+      expect(lastWith).toBeGreaterThanOrEqual(0)
       const gone = await live.waitFor(
-        (m) => m.type === 'delta' && m.alarms !== undefined && !m.alarms.some((a) => a.id === raised.id),
+        (m) =>
+          live.messages.indexOf(m) > lastWith &&
+          m.type === 'delta' &&
+          m.alarms !== undefined &&
+          !m.alarms.some((a) => a.id === raised.id),
       )
       expect(gone.type).toBe('delta')
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { launchChromium } from './helpers/browser.ts'
+import { launchChromium, waitForText } from './helpers/browser.ts'
 import { spawnTs } from './helpers/process.ts'
 
 const startMain = (env: Record<string, string>) => spawnTs('platform/main.ts', [], env)
@@ -77,14 +77,3 @@ describe('npm start (platform/main.ts)', () => {
     expect(bad.stdout()).not.toMatch(/is running/)
   })
 })
-
-async function waitForText(read: () => Promise<string>, ok: (t: string) => boolean, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs
-  let last = ''
-  while (Date.now() < deadline) {
-    last = await read()
-    if (ok(last)) return last
-    await new Promise((r) => setTimeout(r, 200))
-  }
-  throw new Error(`text did not reach the expected state within ${timeoutMs} ms; last: ${last.slice(0, 300)}`)
-}

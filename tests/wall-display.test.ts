@@ -4,18 +4,7 @@ import { join } from 'node:path'
 import type { Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startWallDemo, type WallDemo } from '../scripts/screenshot-wall.ts'
-import { launchChromium } from './helpers/browser.ts'
-
-async function waitForText(read: () => Promise<string>, ok: (t: string) => boolean, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs
-  let last = ''
-  while (Date.now() < deadline) {
-    last = await read()
-    if (ok(last)) return last
-    await new Promise((r) => setTimeout(r, 200))
-  }
-  throw new Error(`text did not reach the expected state within ${timeoutMs} ms; last: ${last.slice(0, 300)}`)
-}
+import { launchChromium, waitForText } from './helpers/browser.ts'
 
 describe('wall display in headless Chromium against the platform with the simulator', () => {
   let demo: WallDemo

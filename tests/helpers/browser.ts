@@ -24,3 +24,19 @@ export async function launchChromium(): Promise<Browser> {
     )
   }
 }
+
+/** Polls a page text (bounded) until `ok` accepts it; the error shows the last text seen. */
+export async function waitForText(
+  read: () => Promise<string>,
+  ok: (t: string) => boolean,
+  timeoutMs = 20_000,
+) {
+  const deadline = Date.now() + timeoutMs
+  let last = ''
+  while (Date.now() < deadline) {
+    last = await read()
+    if (ok(last)) return last
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  throw new Error(`text did not reach the expected state within ${timeoutMs} ms; last: ${last.slice(0, 300)}`)
+}

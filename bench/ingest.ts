@@ -21,6 +21,7 @@ const { values: flags } = parseArgs({
     'overload-ms': { type: 'string' },
     devices: { type: 'string' },
     'idle-devices': { type: 'string' },
+    'cpu-prof': { type: 'string' },
   },
 })
 const quick = flags.quick ?? false
@@ -167,26 +168,32 @@ const baseline = { best: 0, pubackP50: Number.NaN, pubackP99: Number.NaN }
 const influx = await startInfluxd()
 const dataDir = mkdtempSync(join(tmpdir(), 'bench-ingest-'))
 const [mqttPort, httpPort] = [await freePort(), await freePort()]
-const platform = spawnTs('platform/main.ts', [], {
-  MQTT_HOST: '127.0.0.1',
-  MQTT_PORT: String(mqttPort),
-  HTTP_HOST: '127.0.0.1',
-  HTTP_PORT: String(httpPort),
-  DATA_DIR: dataDir,
-  SIM_ENABLED: 'false',
-  LOG_LEVEL: 'warn',
-  API_TOKEN,
-  INFLUX_URL: influx.url,
-  INFLUX_API: 'v1',
-  INFLUX_DATABASE: 'city',
-  // Every load device connects from 127.0.0.1.
-  MQTT_MAX_CONNECTIONS_PER_IP: String(DEVICES + IDLE_DEVICES + 100),
-  // The per-device limiter stays on, set above the synthetic devices' 10–60 publishes/s (a real gauge
-  // reports about once a minute; the default of 20/s would throttle the load generator itself).
-  MQTT_DEVICE_RATE_PER_SEC: '1000',
-  MQTT_DEVICE_BURST: '10000',
-  MQTT_DEVICE_FLOOD_LIMIT: '100000',
-})
+const platform = spawnTs(
+  'platform/main.ts',
+  [],
+  {
+    MQTT_HOST: '127.0.0.1',
+    MQTT_PORT: String(mqttPort),
+    HTTP_HOST: '127.0.0.1',
+    HTTP_PORT: String(httpPort),
+    DATA_DIR: dataDir,
+    SIM_ENABLED: 'false',
+    LOG_LEVEL: 'warn',
+    API_TOKEN,
+    INFLUX_URL: influx.url,
+    INFLUX_API: 'v1',
+    INFLUX_DATABASE: 'city',
+    // Every load device connects from 127.0.0.1.
+    MQTT_MAX_CONNECTIONS_PER_IP: String(DEVICES + IDLE_DEVICES + 100),
+    // The per-device limiter stays on, set above the synthetic devices' 10–60 publishes/s (a real gauge
+    // reports about once a minute; the default of 20/s would throttle the load generator itself).
+    MQTT_DEVICE_RATE_PER_SEC: '1000',
+    MQTT_DEVICE_BURST: '10000',
+    MQTT_DEVICE_FLOOD_LIMIT: '100000',
+  },
+  // `--cpu-prof DIR`: a V8 CPU profile of the platform, written when it exits (open it in Chrome DevTools).
+  flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : [],
+)
 const result: Record<string, number | null> = {}
 try {
   await platform.waitFor(/is running/)

@@ -6,7 +6,8 @@ import { CHANNELS, parseTopic, topicFor, validateStatus } from '../firmware-cont
 import type { PlatformBus } from '../ingest/events.ts'
 import type { Ingest } from '../ingest/ingest.ts'
 import type { PlatformMetrics } from '../ingest/metrics.ts'
-import type { Device, DeviceRegistry } from '../ingest/registry.ts'
+import type { Device } from '../ingest/registry.ts'
+import type { DeviceDirectory } from '../ingest/registry-replica.ts'
 
 /** CONNACK return codes of MQTT 3.1.1 (Aedes maps them for MQTT 5). */
 export const CONNACK = {
@@ -15,7 +16,7 @@ export const CONNACK = {
 } as const
 
 export interface HookDeps {
-  readonly registry: DeviceRegistry
+  readonly registry: DeviceDirectory
   readonly ingest: Ingest
   readonly bus: PlatformBus
   readonly metrics: PlatformMetrics

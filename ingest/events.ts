@@ -21,8 +21,9 @@ export interface DeviceStatusEvent {
 }
 
 /**
- * The platform's typed event bus. Listeners must be cheap and must not throw: they run on the ingest hot
- * path, after the reading is durable and before the device is acknowledged.
+ * The platform's typed event bus, on the platform thread. Listeners must be cheap and must not throw.
+ * Events from the broker thread (status, rejections) and durable readings from the spool arrive here in
+ * order; the broker thread has its own bus instance that forwards them (broker/thread.ts).
  */
 export interface PlatformEvents {
   /** Readings that are durable in the spool (in arrival order per device). */

@@ -2,9 +2,8 @@ import type { Logger } from 'pino'
 import { DEVICE_KINDS, type DeviceKind, validateTelemetry } from '../firmware-contracts/index.ts'
 import type { PlatformBus, RejectedRecord } from './events.ts'
 import type { PlatformMetrics } from './metrics.ts'
-import type { Device, DeviceRegistry } from './registry.ts'
-import { payloadExcerpt, type RejectionLog } from './rejections.ts'
-import type { Spool } from './spool.ts'
+import type { Device } from './registry.ts'
+import { payloadExcerpt } from './rejections.ts'
 import type { StoredReading } from './store/types.ts'
 
 export interface IngestOptions {
@@ -32,7 +31,9 @@ export type IngestOutcome =
 /**
  * The hot path between the broker and the spool: validate against the firmware contract, enrich with
  * registry tags (never from the payload, so a device cannot claim to be elsewhere), append durably.
- * A rejected payload is data, not an error: it is recorded and the device is acknowledged all the same.
+ * A rejected payload is data, not an error: it goes out as a `reading.rejected` event (the platform keeps
+ * it for the commissioning view) and the device is acknowledged all the same. Accepted readings reach the
+ * rest of the platform through the spool (`SpoolFeed.onReadings`), once durable.
  */
 export class Ingest {
   /** Label lookups cost a hash per call in prom-client; the hot path uses the children directly. */
@@ -41,11 +42,9 @@ export class Ingest {
   constructor(
     private readonly options: IngestOptions,
     private readonly deps: {
-      spool: Spool
-      registry: DeviceRegistry
+      spool: { append(readings: readonly StoredReading[]): Promise<void> }
       bus: PlatformBus
       metrics: PlatformMetrics
-      rejections: RejectionLog
       log: Logger
     },
   ) {
@@ -85,13 +84,11 @@ export class Ingest {
     }))
     await this.deps.spool.append(readings)
     this.acceptedByKind[device.kind].inc(readings.length)
-    this.deps.bus.emit('readings.accepted', readings)
     return { accepted: readings.length }
   }
 
   /** Records a rejection decided outside validation (e.g. a payload too large for the broker's guard). */
   reject(record: RejectedRecord): void {
-    this.deps.rejections.record(record)
     this.deps.metrics.readingsRejected.inc({ reason: record.code })
     this.deps.log.warn(
       { deviceId: record.deviceId, reason: record.code, detail: record.message.slice(0, 300) },

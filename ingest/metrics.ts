@@ -1,4 +1,7 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+
+/** Metrics of another thread's registry (`getMetricsAsJSON`), merged into this one's exposition. */
+export type MetricsSource = () => Promise<Awaited<ReturnType<Registry['getMetricsAsJSON']>>>
 
 /**
  * One registry per platform instance (tests start several platforms in one process, so the global
@@ -13,9 +16,23 @@ export interface SpoolGaugeSource {
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry()
   let spoolSource: () => SpoolGaugeSource | undefined = () => undefined
+  const sources: MetricsSource[] = []
   if (options.defaultMetrics) collectDefaultMetrics({ register: registry })
   return {
     registry,
+    /** Adds another thread's metrics (the broker thread's) to what `exposition` returns. */
+    addSource(source: MetricsSource) {
+      sources.push(source)
+    },
+    /** The Prometheus text of this registry and every added source; a metric both have is summed. */
+    async exposition(): Promise<string> {
+      if (sources.length === 0) return registry.metrics()
+      const all = [await registry.getMetricsAsJSON(), ...(await Promise.all(sources.map((s) => s())))]
+      // Both threads register the same names (each counts what happens on it); the sum is the platform's.
+      return AggregatorRegistry.aggregate(
+        all.map((list) => list.map((m) => ({ ...m, aggregator: 'sum' as const }))),
+      ).metrics()
+    },
     readingsAccepted: new Counter({
       name: 'ingest_readings_accepted_total',
       help: 'Readings validated and durable in the spool',

@@ -124,6 +124,18 @@ function describedBy(device: Device) {
   }
 }
 
+/** The registry's keyed hash of a device secret (also used by the broker thread's replica). */
+export function hashSecret(key: Buffer, secret: Uint8Array | string): Buffer {
+  return createHmac('sha256', key).update(secret).digest()
+}
+
+/** A device with its secret's hash, as the broker thread's replica of the registry holds it. */
+export interface ReplicaEntry {
+  readonly device: Device
+  /** base64 */
+  readonly secretHash: string
+}
+
 /** Secrets are 128-bit random tokens, so a keyed fast hash is as strong as a slow KDF and keeps reconnect storms cheap. */
 const SECRET_BYTES = 18
 
@@ -217,6 +229,20 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
 
   get size(): number {
     return this.cache.size
+  }
+
+  /** Every device with its secret hash: the starting point of a replica (see `RegistryReplica`). */
+  replicaEntries(): ReplicaEntry[] {
+    return [...this.cache.values()].map((e) => ({
+      device: e.device,
+      secretHash: e.secretHash.toString('base64'),
+    }))
+  }
+
+  /** A device's entry for a replica after a change, or undefined if it is unknown. */
+  replicaEntry(id: string): ReplicaEntry | undefined {
+    const e = this.cache.get(id)
+    return e && { device: e.device, secretHash: e.secretHash.toString('base64') }
   }
 
   /** Constant-time check of a device's secret. Revoked and decommissioned devices never verify. */
@@ -455,7 +481,7 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
   }
 
   private hash(secret: Uint8Array | string): Buffer {
-    return createHmac('sha256', this.key).update(secret).digest()
+    return hashSecret(this.key, secret)
   }
 
   private audit(actor: string, action: string, deviceId: string | null, detail: unknown) {

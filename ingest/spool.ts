@@ -1,6 +1,6 @@
 import {
   closeSync,
-  fdatasync,
+  fdatasyncSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -8,31 +8,75 @@ import {
   renameSync,
   rmSync,
   statSync,
-  write,
   writeFileSync,
+  writeSync,
 } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { StoredReading } from './store/types.ts'
 
-export interface SpoolOptions {
+// The spool is two halves that may live on different threads. `SpoolLog` is the broker's half: it appends
+// readings, group-commits them with fdatasync and resolves each append only then (the broker acknowledges
+// after that), keeps the segments and the checkpoint file, and holds appends past the disk limit.
+// `SpoolFeed` is the store writer's half: it is told about every durable batch, keeps a bounded window of
+// them in memory, reads the rest back from the segment files, and tells the log what the store confirmed.
+// `Spool` wires both in one thread (tests, tools); the platform runs the log on the broker thread.
+
+export interface SpoolLogOptions {
   readonly dir: string
   /** A segment file is closed and a new one started past this size. */
   readonly segmentBytes: number
-  /**
-   * Readings waiting for the store that are also kept in memory for the writer. Past this (a long store
-   * outage), new readings stay on disk only and the writer reads them back: memory stays bounded.
-   */
-  readonly maxMemoryReadings: number
   /** Disk use past which appends wait (and so do the devices' PUBACKs): devices slow down, nothing is dropped. */
   readonly maxBytes: number
   /** Called after each group commit with its duration and size (for metrics). */
   readonly onCommit?: (seconds: number, readings: number) => void
 }
 
+export interface SpoolFeedOptions {
+  readonly dir: string
+  /**
+   * Readings waiting for the store that are also kept in memory for the writer. Past this (a long store
+   * outage), new readings stay on disk only and the writer reads them back: memory stays bounded.
+   */
+  readonly maxMemoryReadings: number
+  readonly maxBytes: number
+}
+
+export type SpoolOptions = SpoolLogOptions & SpoolFeedOptions
+
 export interface SpoolEntry {
   readonly offset: number
   readonly reading: StoredReading
+}
+
+/** One group commit, as the log reports it once it is on disk. */
+export interface DurableBatch {
+  readonly firstOffset: number
+  readonly lastOffset: number
+  /** The segment lines of the batch, `{"o":offset,"r":reading}\n` each: cheap to pass between threads. */
+  readonly text: string
+  /** The same readings as objects, when the feed runs in the log's thread. */
+  readonly entries?: readonly SpoolEntry[]
+  /** Bytes of segments on disk after this commit. */
+  readonly diskBytes: number
+}
+
+/** Where the log stands on disk, for the feed's gauges and health. */
+export interface SpoolDiskState {
+  readonly diskBytes: number
+  readonly backPressured: boolean
+}
+
+/** What the store writer needs from the spool. */
+export interface SpoolReader {
+  readonly pendingCount: number
+  readonly diskBytes: number
+  readonly maxBytes: number
+  readonly backPressured: boolean
+  readonly checkpointOffset: number
+  read(max: number, afterOffset: number): Promise<SpoolEntry[]>
+  onAvailable(listener: () => void): () => void
+  commit(offset: number): void
 }
 
 interface Waiter {
@@ -62,37 +106,43 @@ function segmentName(firstOffset: number) {
   return `seg-${String(firstOffset).padStart(16, '0')}.log`
 }
 
-function writeAll(fd: number, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const step = (offset: number) =>
-      write(fd, data, offset, data.length - offset, null, (err, n) => {
-        if (err) return reject(err)
-        if (offset + n < data.length) step(offset + n)
-        else resolve()
-      })
-    step(0)
-  })
+/** The segment files in the directory, oldest first. */
+function listSegments(dir: string): Segment[] {
+  return readdirSync(dir)
+    .map((name) => ({ name, m: SEGMENT_RE.exec(name) }))
+    .filter((f): f is { name: string; m: RegExpExecArray } => f.m !== null)
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((f) => {
+      const path = join(dir, f.name)
+      return { firstOffset: Number(f.m[1]), path, bytes: statSync(path).size }
+    })
 }
 
-function datasync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())))
+/** The readings of one durable batch's text, in order. */
+export function parseBatch(text: string): SpoolEntry[] {
+  // One JSON.parse over the whole batch is several times faster than one per line.
+  const list = JSON.parse(`[${text.slice(0, -1).replaceAll('\n', ',')}]`) as Array<{
+    o: number
+    r: StoredReading
+  }>
+  return list.map((line) => ({ offset: line.o, reading: line.r }))
+}
+
+function writeAllSync(fd: number, data: Buffer): void {
+  let offset = 0
+  while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset)
 }
 
 /**
- * Append-only log of accepted readings, the buffer of record between the broker's PUBACK and the store.
+ * The append-only log of accepted readings, the buffer of record between the broker's PUBACK and the store.
  *
  * Appends from all devices that arrive while a commit is running are written and fdatasync'd together
  * (group commit), so one fsync serves many readings. An append's promise resolves only after its bytes
- * are on disk; that is when the broker may acknowledge. The store writer reads durable readings in
- * offset order and calls `commit(offset)` once the store confirmed them; segments wholly below the
- * checkpoint are deleted. Offsets are contiguous, so "pending" is simply durable − checkpoint.
- *
- * While the store keeps up, the writer is fed from memory. When more than `maxMemoryReadings` wait, the
- * spool stops keeping copies in memory and the writer reads the backlog back from the segment files;
- * once it has caught up, memory feeding resumes. On open, everything past the checkpoint is replayed
- * from disk (re-writing a stored reading is harmless: same identity).
+ * are on disk; that is when the broker may acknowledge. Offsets are contiguous. `commit(offset)` records
+ * what the store confirmed: segments wholly below the checkpoint are deleted, and appends held at the
+ * disk limit go on.
  */
-export class Spool {
+export class SpoolLog {
   private readonly segments: Segment[] = []
   private fd = -1
   private nextOffset = 0
@@ -102,31 +152,41 @@ export class Spool {
   private lastCheckpointWritten = -1
 
   private buffered: string[] = []
-  private bufferedEntries: SpoolEntry[] = []
+  private bufferedFirst = 0
+  private bufferedCount = 0
+  private bufferedEntries: SpoolEntry[] | undefined
   private bufferedWaiters: Waiter[] = []
   private flushing = false
   private closed = false
   private failure: Error | undefined
-
-  /** In-memory copies of durable, unconfirmed readings, contiguous from `memory[memoryHead]`. */
-  private memory: SpoolEntry[] = []
-  private memoryHead = 0
-  /** Defined while readings from this offset on are on disk only. */
-  private spilledFrom: number | undefined
-  private cursor: DiskCursor | undefined
+  private flushedWaiters: Array<() => void> = []
 
   /** Durable appends waiting for disk room (back-pressure). */
   private held: Waiter[] = []
-  private availableListeners = new Set<() => void>()
-  private idleWaiters: Array<() => void> = []
 
-  private constructor(private readonly options: SpoolOptions) {}
+  /**
+   * Called with every durable batch, in offset order, before its appends resolve. `keepEntries` makes the
+   * batch carry its readings as objects too (for a feed in the same thread).
+   */
+  onDurable: ((batch: DurableBatch) => void) | undefined
+  /** Called when disk use or back-pressure changed after a commit. */
+  onDiskState: ((state: SpoolDiskState) => void) | undefined
 
-  static open(options: SpoolOptions): Spool {
+  private constructor(
+    private readonly options: SpoolLogOptions,
+    private readonly keepEntries: boolean,
+  ) {}
+
+  static open(options: SpoolLogOptions, opts: { keepEntries?: boolean } = {}): SpoolLog {
     mkdirSync(options.dir, { recursive: true })
-    const spool = new Spool(options)
-    spool.recover()
-    return spool
+    const log = new SpoolLog(options, opts.keepEntries ?? false)
+    log.recover()
+    return log
+  }
+
+  /** Confirmed and durable offsets found on open: what the feed must replay. */
+  get position(): { checkpoint: number; durable: number } {
+    return { checkpoint: this.checkpoint, durable: this.durable }
   }
 
   /** Durable (fdatasync'd) when the promise resolves. */
@@ -134,12 +194,14 @@ export class Spool {
     if (this.closed) return Promise.reject(new Error('spool is closed'))
     if (this.failure) return Promise.reject(this.failure)
     if (readings.length === 0) return Promise.resolve()
+    if (this.bufferedCount === 0) this.bufferedFirst = this.nextOffset
     let text = ''
     for (const reading of readings) {
       const offset = this.nextOffset++
-      text += `${JSON.stringify({ o: offset, r: reading })}\n`
-      this.bufferedEntries.push({ offset, reading })
+      text += `{"o":${offset},"r":${JSON.stringify(reading)}}\n`
+      this.bufferedEntries?.push({ offset, reading })
     }
+    this.bufferedCount += readings.length
     this.buffered.push(text)
     return new Promise<void>((resolve, reject) => {
       this.bufferedWaiters.push({ resolve, reject })
@@ -149,16 +211,6 @@ export class Spool {
         setImmediate(() => void this.flush())
       }
     })
-  }
-
-  /** Durable readings not yet confirmed by the store. */
-  get pendingCount(): number {
-    return this.durable - this.checkpoint
-  }
-
-  /** Pending readings held in memory (the rest are read back from disk). */
-  get memoryCount(): number {
-    return this.memory.length - this.memoryHead
   }
 
   get diskBytes(): number {
@@ -175,68 +227,42 @@ export class Spool {
     return this.checkpoint
   }
 
+  get durableOffset(): number {
+    return this.durable
+  }
+
   /** Appends are waiting for disk room. */
   get backPressured(): boolean {
     return this.held.length > 0
   }
 
-  /**
-   * Up to `max` durable readings after `afterOffset`, in offset order, without removing them: from memory
-   * when they are there, otherwise read back from the segment files.
-   */
-  async read(max: number, afterOffset: number): Promise<SpoolEntry[]> {
-    const out: SpoolEntry[] = []
-    for (let i = this.memoryHead; i < this.memory.length && out.length < max; i++) {
-      const entry = this.memory[i]!
-      if (entry.offset > afterOffset) out.push(entry)
-    }
-    if (out.length > 0 || this.spilledFrom === undefined) return out
-    return this.readFromDisk(max, Math.max(afterOffset + 1, this.spilledFrom))
+  /** Nothing appended is waiting to be written. */
+  get settled(): boolean {
+    return this.buffered.length === 0 && !this.flushing
   }
 
-  /** Calls `listener` whenever new readings became durable. Returns an unsubscribe function. */
-  onAvailable(listener: () => void): () => void {
-    this.availableListeners.add(listener)
-    return () => this.availableListeners.delete(listener)
+  /** Resolves once everything appended so far is durable (or failed). */
+  flushed(): Promise<void> {
+    if (this.settled) return Promise.resolve()
+    return new Promise((resolve) => this.flushedWaiters.push(resolve))
   }
 
   /** The store confirmed every reading up to and including `offset`. */
   commit(offset: number): void {
     if (offset <= this.checkpoint) return
+    const before = { diskBytes: this.diskBytes, backPressured: this.backPressured }
     this.checkpoint = Math.min(offset, this.durable)
-    while (this.memoryHead < this.memory.length && this.memory[this.memoryHead]!.offset <= this.checkpoint) {
-      this.memoryHead++
-    }
-    // Compact now and then rather than shifting per entry (Array.shift is O(n)).
-    if (this.memoryHead > 4096 && this.memoryHead * 2 > this.memory.length) {
-      this.memory = this.memory.slice(this.memoryHead)
-      this.memoryHead = 0
-    }
     this.writeCheckpoint()
     this.dropConfirmedSegments()
     this.releaseHeld()
-    if (this.isIdle()) for (const w of this.idleWaiters.splice(0)) w()
-  }
-
-  /** Resolves once everything appended so far is confirmed by the store (or the timeout passes). */
-  whenDrained(timeoutMs: number): Promise<boolean> {
-    if (this.isIdle()) return Promise.resolve(true)
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.idleWaiters = this.idleWaiters.filter((w) => w !== done)
-        resolve(false)
-      }, timeoutMs)
-      const done = () => {
-        clearTimeout(timer)
-        resolve(true)
-      }
-      this.idleWaiters.push(done)
-    })
+    const after = { diskBytes: this.diskBytes, backPressured: this.backPressured }
+    if (after.diskBytes !== before.diskBytes || after.backPressured !== before.backPressured)
+      this.onDiskState?.(after)
   }
 
   /** Flushes appends in progress, then closes files. Unconfirmed readings stay on disk for the next start. */
   async close(): Promise<void> {
-    while (this.flushing) await new Promise((r) => setImmediate(r))
+    await this.flushed()
     this.closed = true
     for (const w of this.held.splice(0)) w.reject(new Error('spool closed'))
     if (this.fd >= 0) closeSync(this.fd)
@@ -244,120 +270,55 @@ export class Spool {
     this.writeCheckpoint()
   }
 
-  private isIdle() {
-    return this.pendingCount === 0 && this.buffered.length === 0 && !this.flushing
-  }
-
   private async flush(): Promise<void> {
     while (this.buffered.length > 0) {
-      const data = Buffer.from(this.buffered.join(''), 'utf8')
+      const text = this.buffered.join('')
+      const data = Buffer.from(text, 'utf8')
+      const firstOffset = this.bufferedFirst
+      const lastOffset = firstOffset + this.bufferedCount - 1
       const entries = this.bufferedEntries
       const waiters = this.bufferedWaiters
       this.buffered = []
-      this.bufferedEntries = []
+      this.bufferedCount = 0
+      this.bufferedEntries = this.keepEntries ? [] : undefined
       this.bufferedWaiters = []
       const started = performance.now()
       try {
-        const fd = this.segmentFor(data.length, entries[0]!.offset)
-        await writeAll(fd, data)
-        await datasync(fd)
+        const fd = this.segmentFor(data.length, firstOffset)
+        // Synchronous on purpose: the log runs on the broker thread, where a blocking write + fdatasync
+        // (~0.3 ms) costs less than two hops through libuv's thread pool, which the whole process shares
+        // (the store client's gzip queues there). Packets arriving meanwhile wait in the socket buffers
+        // and join the next commit.
+        writeAllSync(fd, data)
+        fdatasyncSync(fd)
         this.segments[this.segments.length - 1]!.bytes += data.length
-        this.options.onCommit?.((performance.now() - started) / 1000, entries.length)
+        this.options.onCommit?.((performance.now() - started) / 1000, lastOffset - firstOffset + 1)
       } catch (err) {
         // A spool that cannot write must not acknowledge anything again: devices will resend.
         this.failure = err instanceof Error ? err : new Error(String(err))
         for (const w of waiters) w.reject(this.failure)
         for (const w of this.bufferedWaiters.splice(0)) w.reject(this.failure)
         this.buffered = []
-        this.bufferedEntries = []
+        this.bufferedCount = 0
         break
       }
-      this.durable = entries[entries.length - 1]!.offset
-      if (
-        this.spilledFrom === undefined &&
-        this.memoryCount + entries.length <= this.options.maxMemoryReadings
-      ) {
-        for (const e of entries) this.memory.push(e)
-      } else {
-        this.spilledFrom ??= entries[0]!.offset
-      }
+      this.durable = lastOffset
+      this.onDurable?.({
+        firstOffset,
+        lastOffset,
+        text,
+        diskBytes: this.diskBytes,
+        ...(entries && { entries }),
+      })
       if (this.hasRoom()) for (const w of waiters) w.resolve()
-      else for (const w of waiters) this.held.push(w)
-      for (const listener of this.availableListeners) listener()
+      else {
+        const wasHeld = this.held.length > 0
+        for (const w of waiters) this.held.push(w)
+        if (!wasHeld) this.onDiskState?.({ diskBytes: this.diskBytes, backPressured: true })
+      }
     }
     this.flushing = false
-  }
-
-  /** Reads durable readings from `from` on out of the segment files, continuing where the last read stopped. */
-  private async readFromDisk(max: number, from: number): Promise<SpoolEntry[]> {
-    const out: SpoolEntry[] = []
-    if (from > this.durable) return out
-    let cursor = this.cursor
-    if (
-      cursor === undefined ||
-      cursor.nextOffset !== from ||
-      !this.segments.some((s) => s.firstOffset === cursor!.segmentFirstOffset)
-    ) {
-      const seg = [...this.segments].reverse().find((s) => s.firstOffset <= from) ?? this.segments[0]
-      if (seg === undefined) return out
-      cursor = { segmentFirstOffset: seg.firstOffset, bytePos: 0, nextOffset: from }
-    }
-    while (out.length < max) {
-      const index = this.segments.findIndex((s) => s.firstOffset === cursor.segmentFirstOffset)
-      const seg = this.segments[index]
-      if (seg === undefined) break
-      const handle = await open(seg.path, 'r')
-      let chunk: Buffer
-      let eof: boolean
-      try {
-        const buf = Buffer.allocUnsafe(READ_CHUNK_BYTES)
-        const { bytesRead } = await handle.read(buf, 0, buf.length, cursor.bytePos)
-        chunk = buf.subarray(0, bytesRead)
-        eof = bytesRead < buf.length
-      } finally {
-        await handle.close()
-      }
-      let pos = 0
-      let stop = false
-      while (out.length < max) {
-        const nl = chunk.indexOf(10, pos)
-        if (nl < 0) break
-        let parsed: { o: number; r: StoredReading } | undefined
-        try {
-          parsed = JSON.parse(chunk.toString('utf8', pos, nl))
-        } catch {
-          parsed = undefined
-        }
-        // A torn line (from a crash) was never acknowledged: skip it. Offsets past `durable` are not ours yet.
-        if (parsed !== undefined && parsed.o > this.durable) {
-          stop = true
-          break
-        }
-        pos = nl + 1
-        if (parsed !== undefined && parsed.o >= cursor.nextOffset) {
-          out.push({ offset: parsed.o, reading: parsed.r })
-          cursor.nextOffset = parsed.o + 1
-        }
-      }
-      cursor.bytePos += pos
-      if (stop || out.length >= max) break
-      if (eof) {
-        // What is left of an older segment is a torn line from a crash: go on with the next one.
-        const next = this.segments[index + 1]
-        if (next === undefined) break
-        cursor.segmentFirstOffset = next.firstOffset
-        cursor.bytePos = 0
-      } else if (pos === 0) {
-        break
-      }
-    }
-    this.cursor = cursor
-    // Caught up with everything durable: feed the writer from memory again.
-    if (cursor.nextOffset > this.durable && !this.flushing) {
-      this.spilledFrom = undefined
-      this.cursor = undefined
-    }
-    return out
+    for (const w of this.flushedWaiters.splice(0)) w()
   }
 
   private hasRoom(): boolean {
@@ -405,14 +366,7 @@ export class Spool {
       // No checkpoint yet: replay everything there is.
     }
     this.lastCheckpointWritten = this.checkpoint
-    const files = readdirSync(this.options.dir)
-      .map((name) => ({ name, m: SEGMENT_RE.exec(name) }))
-      .filter((f): f is { name: string; m: RegExpExecArray } => f.m !== null)
-      .sort((a, b) => a.name.localeCompare(b.name))
-    for (const f of files) {
-      const path = join(this.options.dir, f.name)
-      this.segments.push({ firstOffset: Number(f.m[1]), path, bytes: statSync(path).size })
-    }
+    this.segments.push(...listSegments(this.options.dir))
     // Only the newest segment is read here, for its last complete line; the backlog is read lazily.
     let last = this.checkpoint
     for (let i = this.segments.length - 1; i >= 0 && last === this.checkpoint; i--) {
@@ -431,7 +385,310 @@ export class Spool {
     }
     this.durable = last
     this.nextOffset = last + 1
-    if (this.durable > this.checkpoint) this.spilledFrom = this.checkpoint + 1
+    this.bufferedEntries = this.keepEntries ? [] : undefined
     this.dropConfirmedSegments()
+  }
+}
+
+/**
+ * The store writer's view of the spool: durable readings in offset order, from memory while the store
+ * keeps up, read back from the segment files when more than `maxMemoryReadings` wait (a long store outage)
+ * or after a restart. Offsets are contiguous, so "pending" is simply durable − checkpoint. `commit` passes
+ * what the store confirmed on to the log.
+ */
+export class SpoolFeed implements SpoolReader {
+  private durable: number
+  private checkpoint: number
+  /** In-memory copies of durable, unconfirmed readings, contiguous from `memory[memoryHead]`. */
+  private memory: SpoolEntry[] = []
+  private memoryHead = 0
+  /** Defined while readings from this offset on are on disk only. */
+  private spilledFrom: number | undefined
+  private cursor: DiskCursor | undefined
+  private disk: SpoolDiskState
+  private readonly availableListeners = new Set<() => void>()
+  private readonly readingListeners = new Set<(readings: readonly StoredReading[]) => void>()
+  private idleWaiters: Array<() => void> = []
+  private settledSource: () => boolean = () => true
+
+  constructor(
+    private readonly options: SpoolFeedOptions,
+    start: { checkpoint: number; durable: number; diskBytes: number },
+    private readonly confirm: (offset: number) => void,
+  ) {
+    this.checkpoint = start.checkpoint
+    this.durable = start.durable
+    this.disk = { diskBytes: start.diskBytes, backPressured: false }
+    if (this.durable > this.checkpoint) this.spilledFrom = this.checkpoint + 1
+  }
+
+  /** A batch became durable in the log. */
+  receive(batch: DurableBatch): void {
+    if (batch.firstOffset !== this.durable + 1) {
+      // Never expected (the log numbers contiguously); fall back to the files rather than lose readings.
+      this.spilledFrom ??= Math.min(batch.firstOffset, this.durable + 1)
+    }
+    const entries = batch.entries ?? parseBatch(batch.text)
+    this.durable = batch.lastOffset
+    this.disk = { ...this.disk, diskBytes: batch.diskBytes }
+    if (
+      this.spilledFrom === undefined &&
+      this.memoryCount + entries.length <= this.options.maxMemoryReadings
+    ) {
+      for (const e of entries) this.memory.push(e)
+    } else {
+      this.spilledFrom ??= batch.firstOffset
+    }
+    if (this.readingListeners.size > 0) {
+      const readings = entries.map((e) => e.reading)
+      for (const listener of this.readingListeners) listener(readings)
+    }
+    for (const listener of this.availableListeners) listener()
+  }
+
+  /** The log's disk use changed. */
+  updateDisk(state: SpoolDiskState): void {
+    this.disk = state
+  }
+
+  /** Lets `whenDrained` also wait for appends the log has not made durable yet (same-thread use). */
+  setSettledSource(source: () => boolean): void {
+    this.settledSource = source
+  }
+
+  /** Durable readings not yet confirmed by the store. */
+  get pendingCount(): number {
+    return this.durable - this.checkpoint
+  }
+
+  /** Pending readings held in memory (the rest are read back from disk). */
+  get memoryCount(): number {
+    return this.memory.length - this.memoryHead
+  }
+
+  get diskBytes(): number {
+    return this.disk.diskBytes
+  }
+
+  get maxBytes(): number {
+    return this.options.maxBytes
+  }
+
+  get backPressured(): boolean {
+    return this.disk.backPressured
+  }
+
+  get checkpointOffset(): number {
+    return this.checkpoint
+  }
+
+  /**
+   * Up to `max` durable readings after `afterOffset`, in offset order, without removing them: from memory
+   * when they are there, otherwise read back from the segment files.
+   */
+  async read(max: number, afterOffset: number): Promise<SpoolEntry[]> {
+    const out: SpoolEntry[] = []
+    for (let i = this.memoryHead; i < this.memory.length && out.length < max; i++) {
+      const entry = this.memory[i]!
+      if (entry.offset > afterOffset) out.push(entry)
+    }
+    if (out.length > 0 || this.spilledFrom === undefined) return out
+    return this.readFromDisk(max, Math.max(afterOffset + 1, this.spilledFrom))
+  }
+
+  /** Calls `listener` whenever new readings became durable. Returns an unsubscribe function. */
+  onAvailable(listener: () => void): () => void {
+    this.availableListeners.add(listener)
+    return () => this.availableListeners.delete(listener)
+  }
+
+  /** Calls `listener` with the readings of every durable batch (live views, alarms). */
+  onReadings(listener: (readings: readonly StoredReading[]) => void): () => void {
+    this.readingListeners.add(listener)
+    return () => this.readingListeners.delete(listener)
+  }
+
+  /** The store confirmed every reading up to and including `offset`. */
+  commit(offset: number): void {
+    if (offset <= this.checkpoint) return
+    this.checkpoint = Math.min(offset, this.durable)
+    while (this.memoryHead < this.memory.length && this.memory[this.memoryHead]!.offset <= this.checkpoint) {
+      this.memoryHead++
+    }
+    // Compact now and then rather than shifting per entry (Array.shift is O(n)).
+    if (this.memoryHead > 4096 && this.memoryHead * 2 > this.memory.length) {
+      this.memory = this.memory.slice(this.memoryHead)
+      this.memoryHead = 0
+    }
+    this.confirm(this.checkpoint)
+    this.checkIdle()
+  }
+
+  /** Resolves once everything made durable so far is confirmed by the store (or the timeout passes). */
+  whenDrained(timeoutMs: number): Promise<boolean> {
+    if (this.isIdle()) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.idleWaiters = this.idleWaiters.filter((w) => w !== done)
+        resolve(false)
+      }, timeoutMs)
+      const done = () => {
+        clearTimeout(timer)
+        resolve(true)
+      }
+      this.idleWaiters.push(done)
+    })
+  }
+
+  /** Re-checks idleness (the log settled). */
+  checkIdle(): void {
+    if (this.isIdle()) for (const w of this.idleWaiters.splice(0)) w()
+  }
+
+  private isIdle() {
+    return this.pendingCount === 0 && this.settledSource()
+  }
+
+  /** Reads durable readings from `from` on out of the segment files, continuing where the last read stopped. */
+  private async readFromDisk(max: number, from: number): Promise<SpoolEntry[]> {
+    const out: SpoolEntry[] = []
+    if (from > this.durable) return out
+    // The log deletes only segments below the checkpoint, which this feed moves: the list cannot shrink
+    // under a read that still needs it.
+    const segments = listSegments(this.options.dir)
+    let cursor = this.cursor
+    if (
+      cursor === undefined ||
+      cursor.nextOffset !== from ||
+      !segments.some((s) => s.firstOffset === cursor!.segmentFirstOffset)
+    ) {
+      const seg = [...segments].reverse().find((s) => s.firstOffset <= from) ?? segments[0]
+      if (seg === undefined) return out
+      cursor = { segmentFirstOffset: seg.firstOffset, bytePos: 0, nextOffset: from }
+    }
+    while (out.length < max) {
+      const index = segments.findIndex((s) => s.firstOffset === cursor.segmentFirstOffset)
+      const seg = segments[index]
+      if (seg === undefined) break
+      const handle = await open(seg.path, 'r')
+      let chunk: Buffer
+      let eof: boolean
+      try {
+        const buf = Buffer.allocUnsafe(READ_CHUNK_BYTES)
+        const { bytesRead } = await handle.read(buf, 0, buf.length, cursor.bytePos)
+        chunk = buf.subarray(0, bytesRead)
+        eof = bytesRead < buf.length
+      } finally {
+        await handle.close()
+      }
+      let pos = 0
+      let stop = false
+      while (out.length < max) {
+        const nl = chunk.indexOf(10, pos)
+        if (nl < 0) break
+        let parsed: { o: number; r: StoredReading } | undefined
+        try {
+          parsed = JSON.parse(chunk.toString('utf8', pos, nl))
+        } catch {
+          parsed = undefined
+        }
+        // A torn line (from a crash) was never acknowledged: skip it. Offsets past `durable` are not ours yet.
+        if (parsed !== undefined && parsed.o > this.durable) {
+          stop = true
+          break
+        }
+        pos = nl + 1
+        if (parsed !== undefined && parsed.o >= cursor.nextOffset) {
+          out.push({ offset: parsed.o, reading: parsed.r })
+          cursor.nextOffset = parsed.o + 1
+        }
+      }
+      cursor.bytePos += pos
+      if (stop || out.length >= max) break
+      if (eof) {
+        // What is left of an older segment is a torn line from a crash: go on with the next one.
+        const next = segments[index + 1]
+        if (next === undefined) break
+        cursor.segmentFirstOffset = next.firstOffset
+        cursor.bytePos = 0
+      } else if (pos === 0) {
+        break
+      }
+    }
+    this.cursor = cursor
+    // Caught up with everything durable: feed the writer from memory again.
+    if (cursor.nextOffset > this.durable) {
+      this.spilledFrom = undefined
+      this.cursor = undefined
+    }
+    return out
+  }
+}
+
+/** Log and feed wired together in one thread: the whole spool behind one object. */
+export class Spool implements SpoolReader {
+  private constructor(
+    private readonly log: SpoolLog,
+    readonly feed: SpoolFeed,
+  ) {}
+
+  static open(options: SpoolOptions): Spool {
+    const log = SpoolLog.open(options, { keepEntries: true })
+    const feed = new SpoolFeed(options, { ...log.position, diskBytes: log.diskBytes }, (offset) =>
+      log.commit(offset),
+    )
+    log.onDurable = (batch) => feed.receive(batch)
+    log.onDiskState = (state) => feed.updateDisk(state)
+    feed.setSettledSource(() => log.settled)
+    return new Spool(log, feed)
+  }
+
+  /** Durable (fdatasync'd) when the promise resolves. */
+  append(readings: readonly StoredReading[]): Promise<void> {
+    return this.log.append(readings).finally(() => this.feed.checkIdle())
+  }
+
+  get pendingCount(): number {
+    return this.feed.pendingCount
+  }
+
+  get memoryCount(): number {
+    return this.feed.memoryCount
+  }
+
+  get diskBytes(): number {
+    return this.log.diskBytes
+  }
+
+  get maxBytes(): number {
+    return this.log.maxBytes
+  }
+
+  get checkpointOffset(): number {
+    return this.feed.checkpointOffset
+  }
+
+  get backPressured(): boolean {
+    return this.log.backPressured
+  }
+
+  read(max: number, afterOffset: number): Promise<SpoolEntry[]> {
+    return this.feed.read(max, afterOffset)
+  }
+
+  onAvailable(listener: () => void): () => void {
+    return this.feed.onAvailable(listener)
+  }
+
+  commit(offset: number): void {
+    this.feed.commit(offset)
+  }
+
+  whenDrained(timeoutMs: number): Promise<boolean> {
+    return this.feed.whenDrained(timeoutMs)
+  }
+
+  close(): Promise<void> {
+    return this.log.close()
   }
 }

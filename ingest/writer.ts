@@ -2,7 +2,7 @@ import { appendFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import type { PlatformBus } from './events.ts'
 import type { PlatformMetrics } from './metrics.ts'
-import type { Spool, SpoolEntry } from './spool.ts'
+import type { SpoolEntry, SpoolReader } from './spool.ts'
 import { StoreWriteError, type TimeSeriesStore } from './store/types.ts'
 
 export interface WriterOptions {
@@ -33,7 +33,7 @@ export class StoreWriter {
   private nearLimit = false
 
   constructor(
-    private readonly spool: Spool,
+    private readonly spool: SpoolReader,
     private readonly store: TimeSeriesStore,
     private readonly options: WriterOptions,
     private readonly deps: { log: Logger; metrics: PlatformMetrics; bus: PlatformBus },

@@ -17,7 +17,14 @@ try {
 }
 
 const log = pino({ level: config.logLevel, base: undefined })
-const platform = await startPlatform(config, log).catch((err: unknown) => {
+const platform = await startPlatform(config, log, {
+  // Without its broker thread the platform takes no readings: stop gracefully (flushing what was accepted)
+  // and exit non-zero so the supervisor restarts it.
+  onFatal: () => {
+    process.exitCode = 1
+    process.kill(process.pid, 'SIGTERM')
+  },
+}).catch((err: unknown) => {
   log.fatal({ err }, 'platform failed to start')
   process.exit(1)
 })

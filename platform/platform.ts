@@ -2,15 +2,14 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { createBroker } from '../broker/index.ts'
+import { startBrokerThread } from '../broker/thread-client.ts'
 import { ALARMS_DEFAULTS, AlarmEngine, AlarmStore, WebhookDispatcher } from '../dashboard-api/alarms/index.ts'
 import { buildApp, LiveState } from '../dashboard-api/index.ts'
 import { PlatformBus } from '../ingest/events.ts'
-import { Ingest } from '../ingest/ingest.ts'
 import { createMetrics } from '../ingest/metrics.ts'
 import { DeviceRegistry } from '../ingest/registry.ts'
 import { RejectionLog } from '../ingest/rejections.ts'
-import { Spool } from '../ingest/spool.ts'
+import type { SpoolFeed } from '../ingest/spool.ts'
 import type { TimeSeriesStore } from '../ingest/store/types.ts'
 import { createStore } from '../ingest/store-factory.ts'
 import { StoreWriter } from '../ingest/writer.ts'
@@ -29,7 +28,8 @@ export interface Platform {
   readonly store: TimeSeriesStore
   readonly registry: DeviceRegistry
   readonly bus: PlatformBus
-  readonly spool: Spool
+  /** The platform thread's half of the spool (pending readings, drain). */
+  readonly spool: SpoolFeed
   readonly fleet: SimulatedFleet | undefined
   readonly metrics: ReturnType<typeof createMetrics>
   readonly rejections: RejectionLog
@@ -58,7 +58,14 @@ function urlHost(host: string) {
  * Starts broker, ingest, store writer, dashboard API and (optionally) the simulated fleet in this
  * process. Configuration must already be validated (`loadPlatformConfig`).
  */
-export async function startPlatform(config: PlatformConfig, log: Logger): Promise<Platform> {
+export async function startPlatform(
+  config: PlatformConfig,
+  log: Logger,
+  options: {
+    /** The broker thread died: the platform no longer takes readings. The entry point exits on it. */
+    onFatal?: (err: Error) => void
+  } = {},
+): Promise<Platform> {
   const { dataDir } = config.ingest
   mkdirSync(dataDir, { recursive: true })
   const registryKey = Buffer.from(
@@ -73,10 +80,8 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
   const bus = new PlatformBus()
   const metrics = createMetrics({ defaultMetrics: true })
   const rejections = new RejectionLog()
-  bus.on('reading.rejected', (r) => {
-    // Store refusals come from the writer; validation rejections were recorded by ingest already.
-    if (r.code === 'store_refused') rejections.record(r)
-  })
+  // Validation rejections come from the broker thread, store refusals from the writer.
+  bus.on('reading.rejected', (r) => rejections.record(r))
 
   const registry = await DeviceRegistry.open({ path: join(dataDir, 'registry.duckdb'), key: registryKey })
   const store = createStore(config.ingest, log)
@@ -84,12 +89,51 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
   try {
     await store.init()
     cleanup.unshift(() => store.close())
-    const spool = Spool.open({
-      dir: join(dataDir, 'spool'),
-      ...config.ingest.spool,
-      onCommit: (seconds) => metrics.spoolCommitSeconds.observe(seconds),
+    const live = new LiveState(registry, bus, config.dashboard.aggregates)
+    const alarmsConfig = config.dashboard.alarms ?? ALARMS_DEFAULTS
+    const alarmStore = await AlarmStore.open(join(dataDir, 'alarms.duckdb'))
+    cleanup.unshift(() => alarmStore.close())
+    const alarms = new AlarmEngine(alarmsConfig, {
+      store: alarmStore,
+      live,
+      registry,
+      webhooks: new WebhookDispatcher(alarmsConfig.webhooks, alarmStore, log),
+      log,
     })
-    cleanup.unshift(() => spool.close())
+    // The broker, validation and the spool log run on their own thread: nothing the rest of the platform
+    // does (store batches, live ticks, alarms, API requests, garbage collection) delays a device's PUBACK.
+    const broker = await startBrokerThread(
+      {
+        init: {
+          broker: config.broker,
+          ingest: {
+            maxFutureSkewMs: config.ingest.maxFutureSkewMs,
+            maxPayloadBytes: config.ingest.maxPayloadBytes,
+          },
+          spool: {
+            dir: join(dataDir, 'spool'),
+            segmentBytes: config.ingest.spool.segmentBytes,
+            maxBytes: config.ingest.spool.maxBytes,
+          },
+          logLevel: log.level,
+          registryKey,
+        },
+        maxMemoryReadings: config.ingest.spool.maxMemoryReadings,
+      },
+      {
+        registry,
+        bus,
+        log,
+        onFailure: (err) => {
+          log.fatal({ err }, 'broker thread failed; readings are no longer taken')
+          options.onFatal?.(err)
+        },
+      },
+    )
+    cleanup.unshift(() => broker.close())
+    const spool = broker.feed
+    spool.onReadings((readings) => bus.emit('readings.accepted', readings))
+    metrics.addSource(() => broker.metrics())
     metrics.observeSpool(() => spool)
     if (spool.pendingCount > 0)
       log.info({ readings: spool.pendingCount }, 'replaying spooled readings into the store')
@@ -107,24 +151,7 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
     writer.start()
     cleanup.unshift(() => writer.stop())
 
-    const ingest = new Ingest(
-      { maxFutureSkewMs: config.ingest.maxFutureSkewMs, maxPayloadBytes: config.ingest.maxPayloadBytes },
-      { spool, registry, bus, metrics, rejections, log },
-    )
-    const live = new LiveState(registry, bus, config.dashboard.aggregates)
-    const alarmsConfig = config.dashboard.alarms ?? ALARMS_DEFAULTS
-    const alarmStore = await AlarmStore.open(join(dataDir, 'alarms.duckdb'))
-    cleanup.unshift(() => alarmStore.close())
-    const alarms = new AlarmEngine(alarmsConfig, {
-      store: alarmStore,
-      live,
-      registry,
-      webhooks: new WebhookDispatcher(alarmsConfig.webhooks, alarmStore, log),
-      log,
-    })
-    const broker = await createBroker(config.broker, { registry, ingest, bus, metrics, log })
-    const mqtt = await broker.start()
-    cleanup.unshift(() => broker.stop())
+    const mqtt = broker.addresses
 
     const app = await buildApp(
       { ...config.dashboard, apiToken },
@@ -149,7 +176,7 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
     const stop = async (options: { flushTimeoutMs?: number } = {}) => {
       // Order matters: devices first (no new readings), then the broker (pending acks finish), then drain.
       await fleet?.stop()
-      await broker.stop()
+      await broker.stopBroker()
       const drained = await spool.whenDrained(options.flushTimeoutMs ?? 10_000)
       if (!drained)
         log.warn(
@@ -161,7 +188,7 @@ export async function startPlatform(config: PlatformConfig, log: Logger): Promis
       await app.close()
       live.close()
       await alarmStore.close()
-      await spool.close()
+      await broker.close()
       await store.close()
       await registry.close()
     }

@@ -2,7 +2,7 @@ import { appendFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { Spool } from '../ingest/spool.ts'
+import { type DurableBatch, Spool, SpoolFeed, SpoolLog } from '../ingest/spool.ts'
 import type { StoredReading } from '../ingest/store/types.ts'
 
 const dirs: string[] = []
@@ -153,5 +153,51 @@ describe('spool', () => {
     expect(released).toBe(true)
     expect(spool.backPressured).toBe(false)
     await spool.close()
+  })
+
+  it('works split across threads: the feed gets text batches only, and commits reach the log', async () => {
+    const dir = tempDir()
+    const open = () => {
+      const log = SpoolLog.open({ dir, segmentBytes: 1024, maxBytes: 10_000_000 })
+      const feed = new SpoolFeed(
+        { dir, maxMemoryReadings: 25, maxBytes: 10_000_000 },
+        { ...log.position, diskBytes: log.diskBytes },
+        (offset) => log.commit(offset),
+      )
+      const seen: number[] = []
+      feed.onReadings((readings) => seen.push(...readings.map((r) => r.seq)))
+      // What postMessage does: a structured clone, and no objects but the text.
+      log.onDurable = (batch) => {
+        expect(batch.entries).toBeUndefined()
+        feed.receive(structuredClone(batch) satisfies DurableBatch)
+      }
+      log.onDiskState = (state) => feed.updateDisk(state)
+      return { log, feed, seen }
+    }
+    const a = open()
+    await Promise.all(Array.from({ length: 60 }, (_, i) => a.log.append([reading(i)])))
+    expect(a.seen).toEqual(Array.from({ length: 60 }, (_, i) => i))
+    expect(a.feed.pendingCount).toBe(60)
+    // Past the memory window the feed reads the rest back from the segment files the log wrote.
+    expect(a.feed.memoryCount).toBeLessThanOrEqual(25)
+    expect(a.feed.diskBytes).toBe(a.log.diskBytes)
+    const firstHalf = await a.feed.read(30, -1)
+    a.feed.commit(firstHalf.at(-1)!.offset)
+    expect(a.log.checkpointOffset).toBe(29)
+    await a.log.close()
+
+    // Restarted: the log finds the checkpoint, the feed replays the rest from disk, in order.
+    const b = open()
+    expect(b.feed.pendingCount).toBe(30)
+    const rest: number[] = []
+    for (let guard = 0; guard < 100; guard++) {
+      const entries = await b.feed.read(7, b.feed.checkpointOffset)
+      if (entries.length === 0) break
+      rest.push(...entries.map((e) => e.reading.seq))
+      b.feed.commit(entries.at(-1)!.offset)
+    }
+    expect(rest).toEqual(Array.from({ length: 30 }, (_, i) => i + 30))
+    expect(await b.feed.whenDrained(1000)).toBe(true)
+    await b.log.close()
   })
 })

@@ -31,8 +31,13 @@ export interface TsProcess {
  * Runs one of the repository's TypeScript entry points as its own process (so a SIGKILL is a real crash),
  * with only the environment given (plus PATH and HOME), and keeps its output.
  */
-export function spawnTs(file: string, args: string[] = [], env: Record<string, string> = {}): TsProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
+export function spawnTs(
+  file: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+  nodeArgs: string[] = [],
+): TsProcess {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', file, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],

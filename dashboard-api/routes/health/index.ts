@@ -14,8 +14,8 @@ export default async function healthRoutes(app: FastifyInstance) {
   })
 
   app.get('/metrics', async (_req, reply) => {
-    const { registry } = app.deps.metrics
-    reply.type(registry.contentType)
-    return registry.metrics()
+    const { metrics } = app.deps
+    reply.type(metrics.registry.contentType)
+    return metrics.exposition()
   })
 }

@@ -1,0 +1,67 @@
+import { createServer } from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
+import { topicFor } from '../firmware-contracts/index.ts'
+import {
+  connectDevice,
+  eventually,
+  publishQos1,
+  RIVER_DEVICE,
+  registerDevice,
+  startTestPlatform,
+  type TestPlatform,
+} from './helpers/platform.ts'
+
+// The broker, validation and the spool log run on their own thread (broker/thread.ts). These tests check
+// the seams between the threads; the end-to-end behaviour is covered by e2e, ingest-* and broker-* tests.
+let platform: TestPlatform | undefined
+afterEach(async () => {
+  await platform?.close()
+  platform = undefined
+})
+
+const metric = (text: string, name: string) =>
+  Number(text.match(new RegExp(`^${name} (\\S+)`, 'm'))?.[1] ?? Number.NaN)
+
+describe('broker thread', () => {
+  it('serves its metrics in /metrics next to the platform thread’s, and the spool gauges follow it', async () => {
+    platform = await startTestPlatform()
+    const secret = await registerDevice(platform, RIVER_DEVICE)
+    const device = await connectDevice(platform.mqttUrl, RIVER_DEVICE.id, secret)
+    await publishQos1(
+      device,
+      topicFor(RIVER_DEVICE.id, 'telemetry'),
+      JSON.stringify({ v: 1, ts: Date.now(), seq: 1, waterLevel: 120.5, battery: 88 }),
+    )
+    const text = await eventually(async () => {
+      const t = await (await fetch(`${platform!.httpUrl}/metrics`)).text()
+      // Counted on the broker thread...
+      expect(metric(t, 'broker_connected_clients')).toBe(1)
+      expect(metric(t, 'ingest_readings_accepted_total\\{kind="river-level"\\}')).toBe(1)
+      expect(metric(t, 'ingest_spool_group_commit_seconds_count')).toBeGreaterThanOrEqual(1)
+      // ...and on the platform thread, from the same registry exposition.
+      expect(metric(t, 'ingest_readings_stored_total')).toBe(1)
+      return t
+    })
+    expect(metric(text, 'ingest_spool_bytes')).toBeGreaterThan(0)
+    expect(metric(text, 'nodejs_eventloop_lag_p99_seconds')).toBeGreaterThanOrEqual(0)
+    // Each metric appears once: the two threads' values are summed, not listed twice.
+    expect(text.match(/^# TYPE broker_connected_clients /gm)).toHaveLength(1)
+    device.end(true)
+    await eventually(async () => {
+      const t = await (await fetch(`${platform!.httpUrl}/metrics`)).text()
+      expect(metric(t, 'broker_connected_clients')).toBe(0)
+      return true
+    })
+  })
+
+  it('refuses to start, naming the reason, when the broker thread cannot listen', async () => {
+    const taken = createServer()
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()))
+    const port = (taken.address() as { port: number }).port
+    try {
+      await expect(startTestPlatform({ env: { MQTT_PORT: String(port) } })).rejects.toThrow(/EADDRINUSE/)
+    } finally {
+      taken.close()
+    }
+  })
+})

@@ -49,6 +49,11 @@ export const LoadOptionsSchema = z.object({
   keepaliveSec: z.number().int().min(0).max(65_535).default(60),
   tickMs: z.number().int().min(1).max(100).default(5),
   firstSeq: z.number().int().min(0).default(0),
+  /**
+   * Publishes sent in the first `warmupMs` of the send window count everywhere except `latency` (they are
+   * in `latencyAll`): steady-state latency without the connection burst and the broker's first moments.
+   */
+  warmupMs: z.number().int().min(0).max(600_000).default(0),
   seed: z.number().int().default(1),
   /** Signal time the payload values are taken at (values are fixed per device during a run). */
   signalTime: z.number().int().optional(),
@@ -73,8 +78,10 @@ export interface LoadReport {
   readonly connectMs: number
   readonly sendMs: number
   readonly achievedRatePerSec: number
-  /** Publish to PUBACK, as seen by the generator. */
+  /** Publish to PUBACK, as seen by the generator, for publishes sent after the warm-up. */
   readonly latency: LatencySummary
+  /** Publish to PUBACK over the whole send window, warm-up included. */
+  readonly latencyAll: LatencySummary
   /** CPU of this whole process over the send window (the broker too, if it runs in-process). */
   readonly cpu: { readonly userMs: number; readonly systemMs: number; readonly percentOfOneCore: number }
   /** Per device, the seqs that were acknowledged: the platform must have stored every one of them. */
@@ -118,6 +125,9 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
     options.maxMessages ?? Math.max(1, Math.round((options.ratePerSec * options.durationMs) / 1000))
   const signalTime = options.signalTime ?? Date.now()
   const latency = new LatencyHistogram()
+  const latencyAll = new LatencyHistogram()
+  /** performance.now() from which publishes count in `latency`; set when sending starts. */
+  let steadyFrom = Number.POSITIVE_INFINITY
   const counters = { sent: 0, acked: 0, errors: 0, disconnects: 0, stalls: 0 }
   let firstConnectError: string | undefined
   let sending = false
@@ -156,7 +166,9 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
       const entry = conn.inflight.get(packet.messageId ?? -1)
       if (entry === undefined) return
       conn.inflight.delete(packet.messageId!)
-      latency.record(performance.now() - entry.sentAt)
+      const ms = performance.now() - entry.sentAt
+      latencyAll.record(ms)
+      if (entry.sentAt >= steadyFrom) latency.record(ms)
       conn.acked.add(entry.seq)
       counters.acked++
       if (!sending && onAllAcked !== undefined && counters.acked >= counters.sent) onAllAcked()
@@ -274,6 +286,7 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
     conn.state === 'ready' && !conn.blocked && conn.inflight.size < options.maxInflightPerDevice
   const corked: Conn[] = []
   const sendStart = performance.now()
+  steadyFrom = sendStart + options.warmupMs
   const cpuStart = process.cpuUsage()
   const hardStopMs = options.durationMs * 1.5 + 1000
   const maxPerTick = Math.max(1, Math.ceil(options.ratePerSec / 4))
@@ -369,6 +382,7 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
     sendMs: Math.round(sendMs),
     achievedRatePerSec: sendMs > 0 ? Math.round((counters.sent * 1000) / sendMs) : 0,
     latency: latency.summary(),
+    latencyAll: latencyAll.summary(),
     cpu: {
       userMs: Math.round(cpu.user / 1000),
       systemMs: Math.round(cpu.system / 1000),

@@ -139,8 +139,8 @@ function writeAllSync(fd: number, data: Buffer): void {
  * Appends from all devices that arrive while a commit is running are written and fdatasync'd together
  * (group commit), so one fsync serves many readings. An append's promise resolves only after its bytes
  * are on disk; that is when the broker may acknowledge. Offsets are contiguous. `commit(offset)` records
- * what the store confirmed: segments wholly below the checkpoint are deleted, and appends held at the
- * disk limit go on.
+ * what the store confirmed (the feed has written the checkpoint file): segments wholly below it are
+ * deleted, and appends held at the disk limit go on.
  */
 export class SpoolLog {
   private readonly segments: Segment[] = []
@@ -149,7 +149,6 @@ export class SpoolLog {
   /** Highest offset that is fdatasync'd. */
   private durable = -1
   private checkpoint = -1
-  private lastCheckpointWritten = -1
 
   private buffered: string[] = []
   private bufferedFirst = 0
@@ -252,7 +251,6 @@ export class SpoolLog {
     if (offset <= this.checkpoint) return
     const before = { diskBytes: this.diskBytes, backPressured: this.backPressured }
     this.checkpoint = Math.min(offset, this.durable)
-    this.writeCheckpoint()
     this.dropConfirmedSegments()
     this.releaseHeld()
     const after = { diskBytes: this.diskBytes, backPressured: this.backPressured }
@@ -267,7 +265,6 @@ export class SpoolLog {
     for (const w of this.held.splice(0)) w.reject(new Error('spool closed'))
     if (this.fd >= 0) closeSync(this.fd)
     this.fd = -1
-    this.writeCheckpoint()
   }
 
   private async flush(): Promise<void> {
@@ -341,15 +338,6 @@ export class SpoolLog {
     return this.fd
   }
 
-  private writeCheckpoint() {
-    if (this.checkpoint === this.lastCheckpointWritten) return
-    // Not fsync'd: a lost checkpoint only means replaying readings the store already has, which is harmless.
-    const tmp = join(this.options.dir, `${CHECKPOINT}.tmp`)
-    writeFileSync(tmp, JSON.stringify({ offset: this.checkpoint }))
-    renameSync(tmp, join(this.options.dir, CHECKPOINT))
-    this.lastCheckpointWritten = this.checkpoint
-  }
-
   private dropConfirmedSegments() {
     // A segment can go when the next one starts at or below checkpoint + 1; the open one always stays.
     while (this.segments.length > 1 && this.segments[1]!.firstOffset <= this.checkpoint + 1) {
@@ -365,7 +353,6 @@ export class SpoolLog {
     } catch {
       // No checkpoint yet: replay everything there is.
     }
-    this.lastCheckpointWritten = this.checkpoint
     this.segments.push(...listSegments(this.options.dir))
     // Only the newest segment is read here, for its last complete line; the backlog is read lazily.
     let last = this.checkpoint
@@ -520,6 +507,11 @@ export class SpoolFeed implements SpoolReader {
       this.memory = this.memory.slice(this.memoryHead)
       this.memoryHead = 0
     }
+    // The checkpoint file is written here, off the broker thread; not fsync'd: a lost checkpoint only
+    // means replaying readings the store already has, which is harmless.
+    const tmp = join(this.options.dir, `${CHECKPOINT}.tmp`)
+    writeFileSync(tmp, JSON.stringify({ offset: this.checkpoint }))
+    renameSync(tmp, join(this.options.dir, CHECKPOINT))
     this.confirm(this.checkpoint)
     this.checkIdle()
   }

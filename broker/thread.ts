@@ -63,6 +63,7 @@ port.on('message', (message: ToBrokerThread) => {
 try {
   spool = SpoolLog.open({
     ...init.spool,
+    ioThread: true,
     onCommit: (seconds) => metrics.spoolCommitSeconds.observe(seconds),
   })
   spool.onDurable = (batch) => post({ t: 'durable', batch })

@@ -1,6 +1,5 @@
 import {
   closeSync,
-  fdatasyncSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -9,10 +8,10 @@ import {
   rmSync,
   statSync,
   writeFileSync,
-  writeSync,
 } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
+import { inlineSpoolIo, type SpoolIo, threadSpoolIo } from './spool-io.ts'
 import type { StoredReading } from './store/types.ts'
 
 // The spool is two halves that may live on different threads. `SpoolLog` is the broker's half: it appends
@@ -30,6 +29,11 @@ export interface SpoolLogOptions {
   readonly maxBytes: number
   /** Called after each group commit with its duration and size (for metrics). */
   readonly onCommit?: (seconds: number, readings: number) => void
+  /**
+   * Write and fdatasync on a thread of their own, so the caller's event loop keeps taking packets while a
+   * commit is on its way to disk (the broker thread). Otherwise they block the caller (tests, tools).
+   */
+  readonly ioThread?: boolean
 }
 
 export interface SpoolFeedOptions {
@@ -128,11 +132,6 @@ export function parseBatch(text: string): SpoolEntry[] {
   return list.map((line) => ({ offset: line.o, reading: line.r }))
 }
 
-function writeAllSync(fd: number, data: Buffer): void {
-  let offset = 0
-  while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset)
-}
-
 /**
  * The append-only log of accepted readings, the buffer of record between the broker's PUBACK and the store.
  *
@@ -171,10 +170,14 @@ export class SpoolLog {
   /** Called when disk use or back-pressure changed after a commit. */
   onDiskState: ((state: SpoolDiskState) => void) | undefined
 
+  private readonly io: SpoolIo
+
   private constructor(
     private readonly options: SpoolLogOptions,
     private readonly keepEntries: boolean,
-  ) {}
+  ) {
+    this.io = options.ioThread ? threadSpoolIo() : inlineSpoolIo()
+  }
 
   static open(options: SpoolLogOptions, opts: { keepEntries?: boolean } = {}): SpoolLog {
     mkdirSync(options.dir, { recursive: true })
@@ -265,12 +268,13 @@ export class SpoolLog {
     for (const w of this.held.splice(0)) w.reject(new Error('spool closed'))
     if (this.fd >= 0) closeSync(this.fd)
     this.fd = -1
+    await this.io.close()
   }
 
   private async flush(): Promise<void> {
     while (this.buffered.length > 0) {
       const text = this.buffered.join('')
-      const data = Buffer.from(text, 'utf8')
+      const bytes = Buffer.byteLength(text, 'utf8')
       const firstOffset = this.bufferedFirst
       const lastOffset = firstOffset + this.bufferedCount - 1
       const entries = this.bufferedEntries
@@ -281,14 +285,10 @@ export class SpoolLog {
       this.bufferedWaiters = []
       const started = performance.now()
       try {
-        const fd = this.segmentFor(data.length, firstOffset)
-        // Synchronous on purpose: the log runs on the broker thread, where a blocking write + fdatasync
-        // (~0.3 ms) costs less than two hops through libuv's thread pool, which the whole process shares
-        // (the store client's gzip queues there). Packets arriving meanwhile wait in the socket buffers
-        // and join the next commit.
-        writeAllSync(fd, data)
-        fdatasyncSync(fd)
-        this.segments[this.segments.length - 1]!.bytes += data.length
+        const fd = this.segmentFor(bytes, firstOffset)
+        // Appends arriving meanwhile are buffered and form the next commit.
+        await this.io.writeAndSync(fd, text)
+        this.segments[this.segments.length - 1]!.bytes += bytes
         this.options.onCommit?.((performance.now() - started) / 1000, lastOffset - firstOffset + 1)
       } catch (err) {
         // A spool that cannot write must not acknowledge anything again: devices will resend.

@@ -158,7 +158,7 @@ describe('spool', () => {
   it('works split across threads: the feed gets text batches only, and commits reach the log', async () => {
     const dir = tempDir()
     const open = () => {
-      const log = SpoolLog.open({ dir, segmentBytes: 1024, maxBytes: 10_000_000 })
+      const log = SpoolLog.open({ dir, segmentBytes: 1024, maxBytes: 10_000_000, ioThread: true })
       const feed = new SpoolFeed(
         { dir, maxMemoryReadings: 25, maxBytes: 10_000_000 },
         { ...log.position, diskBytes: log.diskBytes },

@@ -1,11 +1,10 @@
-import { timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import {
   type Device,
   type DeviceStatus,
-  hashSecret,
   type RegistryChange,
   type ReplicaEntry,
+  verifySecret,
 } from './registry.ts'
 
 /** What the broker needs of the device registry: the registry itself, or a replica in another thread. */
@@ -57,12 +56,7 @@ export class RegistryReplica
   }
 
   verify(id: string, secret: Uint8Array | string | undefined): Device | undefined {
-    const entry = this.cache.get(id)
-    if (entry === undefined || secret === undefined) return undefined
-    if (!timingSafeEqual(hashSecret(this.key, secret), entry.secretHash)) return undefined
-    return entry.device.status === 'provisioned' || entry.device.status === 'active'
-      ? entry.device
-      : undefined
+    return verifySecret(this.key, this.cache.get(id), secret)
   }
 
   setStatus(id: string, status: DeviceStatus, actor: string): Promise<unknown> {

@@ -129,6 +129,17 @@ export function hashSecret(key: Buffer, secret: Uint8Array | string): Buffer {
   return createHmac('sha256', key).update(secret).digest()
 }
 
+/** The device if `secret` is its secret and it may connect; revoked and decommissioned devices never verify. */
+export function verifySecret(
+  key: Buffer,
+  entry: { readonly device: Device; readonly secretHash: Buffer } | undefined,
+  secret: Uint8Array | string | undefined,
+): Device | undefined {
+  if (entry === undefined || secret === undefined) return undefined
+  if (!timingSafeEqual(hashSecret(key, secret), entry.secretHash)) return undefined
+  return entry.device.status === 'provisioned' || entry.device.status === 'active' ? entry.device : undefined
+}
+
 /** A device with its secret's hash, as the broker thread's replica of the registry holds it. */
 export interface ReplicaEntry {
   readonly device: Device
@@ -247,13 +258,7 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
 
   /** Constant-time check of a device's secret. Revoked and decommissioned devices never verify. */
   verify(id: string, secret: Uint8Array | string | undefined): Device | undefined {
-    const entry = this.cache.get(id)
-    if (entry === undefined || secret === undefined) return undefined
-    const ok = timingSafeEqual(this.hash(secret), entry.secretHash)
-    if (!ok) return undefined
-    return entry.device.status === 'provisioned' || entry.device.status === 'active'
-      ? entry.device
-      : undefined
+    return verifySecret(this.key, this.cache.get(id), secret)
   }
 
   /** Registers a device and returns its secret: the only time the secret is ever shown. */

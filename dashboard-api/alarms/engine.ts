@@ -122,11 +122,15 @@ export class AlarmEngine {
       }
       for (const alarm of this.open.values()) {
         if (alarm.state === 'raised' && alarm.escalatedAt === null && now >= alarm.slaDueAt) {
-          alarm.escalatedAt = now
-          await this.transition(alarm, 'escalated', SYSTEM_ACTOR, now, null, {
-            slaMs: this.config.slaMs[alarm.priority],
-            overdueMs: now - alarm.slaDueAt,
-          })
+          await this.transition(
+            alarm,
+            'escalated',
+            SYSTEM_ACTOR,
+            now,
+            null,
+            { slaMs: this.config.slaMs[alarm.priority], overdueMs: now - alarm.slaDueAt },
+            { changes: { escalatedAt: now } },
+          )
         }
       }
     })
@@ -169,21 +173,27 @@ export class AlarmEngine {
       track.pendingSince = null
       if (alarm !== undefined && alarm.state === 'cleared') {
         // The same condition came back before anyone closed the alarm: reopen it rather than add another.
-        Object.assign(alarm, {
-          level: obs.level,
-          priority: obs.priority,
-          value: obs.value,
-          slaDueAt: now + this.config.slaMs[obs.priority],
-          escalatedAt: null,
-          acknowledgedAt: null,
-          acknowledgedBy: null,
-          clearedAt: null,
-          clearedBy: null,
-        })
-        await this.transition(alarm, 'reopened', SYSTEM_ACTOR, now, null, {
-          level: obs.level,
-          value: obs.value,
-        })
+        await this.transition(
+          alarm,
+          'reopened',
+          SYSTEM_ACTOR,
+          now,
+          null,
+          { level: obs.level, value: obs.value },
+          {
+            changes: {
+              level: obs.level,
+              priority: obs.priority,
+              value: obs.value,
+              slaDueAt: now + this.config.slaMs[obs.priority],
+              escalatedAt: null,
+              acknowledgedAt: null,
+              acknowledgedBy: null,
+              clearedAt: null,
+              clearedBy: null,
+            },
+          },
+        )
         return
       }
       const record: AlarmRecord = {
@@ -209,8 +219,6 @@ export class AlarmEngine {
         closedAt: null,
         closedBy: null,
       }
-      this.open.set(key, record)
-      this.seqs.set(record.id, 0)
       await this.transition(
         record,
         'raised',
@@ -218,7 +226,7 @@ export class AlarmEngine {
         now,
         null,
         { level: obs.level, value: obs.value },
-        true,
+        { insert: key },
       )
       return
     }
@@ -233,51 +241,59 @@ export class AlarmEngine {
   private async changeLevel(alarm: AlarmRecord, obs: Observation & { active: true }, now: number) {
     const from = { level: alarm.level, priority: alarm.priority }
     const worse = PRIORITY_RANK[obs.priority] < PRIORITY_RANK[alarm.priority]
-    alarm.level = obs.level
-    alarm.priority = obs.priority
-    alarm.value = obs.value
+    const changes: Partial<AlarmRecord> = { level: obs.level, priority: obs.priority, value: obs.value }
     if (worse) {
       // A worse level needs its own acknowledgement within its own (shorter) SLA.
-      alarm.slaDueAt = now + this.config.slaMs[obs.priority]
-      alarm.escalatedAt = null
-      alarm.acknowledgedAt = null
-      alarm.acknowledgedBy = null
+      Object.assign(changes, {
+        slaDueAt: now + this.config.slaMs[obs.priority],
+        escalatedAt: null,
+        acknowledgedAt: null,
+        acknowledgedBy: null,
+      })
     }
-    await this.transition(alarm, 'level_changed', SYSTEM_ACTOR, now, null, {
-      from,
-      to: { level: obs.level, priority: obs.priority },
-      value: obs.value,
-    })
+    await this.transition(
+      alarm,
+      'level_changed',
+      SYSTEM_ACTOR,
+      now,
+      null,
+      { from, to: { level: obs.level, priority: obs.priority }, value: obs.value },
+      { changes },
+    )
   }
 
-  /** Applies a state change, stores it with its transition and webhook deliveries, and hands those on. */
+  /**
+   * Applies a state change, stores it with its transition and webhook deliveries, and hands those on. The
+   * record in memory changes only once the store committed: readers of the open alarms never see a state
+   * whose transition is not in the trail yet, and a failed write leaves nothing half applied.
+   */
   private async transition(
-    alarm: AlarmRecord,
+    current: AlarmRecord,
     action: TransitionAction,
     actor: string,
     now: number,
     comment: string | null,
     detail: Record<string, unknown> | null,
-    insert = false,
+    opts: { changes?: Partial<AlarmRecord>; insert?: string } = {},
   ): Promise<Transition> {
-    const fromState = insert ? null : alarm.state
+    const insert = opts.insert !== undefined
+    const base: AlarmRecord = { ...current, ...opts.changes }
+    const fromState = insert ? null : current.state
     const toState: AlarmState =
       action === 'raised' || action === 'reopened'
         ? 'raised'
         : action === 'acknowledged'
-          ? alarm.state === 'cleared'
+          ? base.state === 'cleared'
             ? 'cleared'
             : 'acknowledged'
           : action === 'cleared'
             ? 'cleared'
             : action === 'closed'
               ? 'closed'
-              : action === 'level_changed' && alarm.acknowledgedAt === null && alarm.state === 'acknowledged'
+              : action === 'level_changed' && base.acknowledgedAt === null && base.state === 'acknowledged'
                 ? 'raised'
-                : alarm.state
-    const before = { ...alarm }
-    alarm.state = toState
-    alarm.updatedAt = now
+                : base.state
+    const alarm: AlarmRecord = { ...base, state: toState, updatedAt: now }
     if (action === 'acknowledged') {
       alarm.acknowledgedAt = now
       alarm.acknowledgedBy = actor
@@ -310,14 +326,9 @@ export class AlarmEngine {
             { alarm: publicAlarm(alarm), transition },
             now,
           )
-    try {
-      await this.deps.store.save(alarm, transition, deliveries, insert)
-    } catch (err) {
-      // Not stored means it did not happen: put the alarm back as it was.
-      Object.assign(alarm, before)
-      if (insert) this.open.delete(`${alarm.deviceId}:${alarm.type}`)
-      throw err
-    }
+    await this.deps.store.save(alarm, transition, deliveries, insert)
+    Object.assign(current, alarm)
+    if (opts.insert !== undefined) this.open.set(opts.insert, current)
     this.seqs.set(alarm.id, seq)
     if (toState === 'closed') {
       this.open.delete(`${alarm.deviceId}:${alarm.type}`)

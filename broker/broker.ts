@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls'
-import { Aedes, type Client } from 'aedes'
+import { Aedes, type Client, type PublishPacket } from 'aedes'
 import { Counter } from 'prom-client'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import type { BrokerConfig } from './config.ts'
@@ -90,6 +90,18 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     // Device ids run to 64 characters (the MQTT 3.1.1 minimum of 23 would refuse valid devices).
     maxClientsIdLength: 64,
   })
+
+  // Aedes routes every accepted publish: a packet copy, the offline-session lookup and enqueue (two promise
+  // hops for QoS 1), the subscription trie and the `published` hook. For telemetry nobody subscribed to that
+  // was a sixth of the broker thread's time at 20,000 readings/s; such publishes end at the spool.
+  // Aedes calls it as publish(packet, client, done) from its handlers; its typings know publish(packet, done).
+  type Publish = (packet: PublishPacket, client: Client | null, done?: (err?: Error) => void) => void
+  const internals = aedes as unknown as { publish: Publish }
+  const route = internals.publish.bind(aedes)
+  internals.publish = (packet, client, done) => {
+    if (typeof client !== 'function' && hooks.unrouted(client, packet)) return done?.()
+    route(packet, client, done)
+  }
 
   aedes.on('clientReady', (client) => {
     deps.metrics.mqttClients.inc()

@@ -36,6 +36,7 @@ export interface HookOptions {
 }
 
 export const INTERNAL_PREFIX = 'internal-'
+const TELEMETRY_SUFFIX = `/${CHANNELS.telemetry.path}`
 
 type Identity =
   | { readonly kind: 'device'; readonly device: Device; tokens: number; last: number }
@@ -219,13 +220,19 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     return UP_CHANNEL_PATHS.has(levels.slice(2).join('/'))
   }
 
+  // Set for good once an internal client subscribes to an up channel: from then on every device publish is
+  // routed through Aedes (online and offline sessions alike), as a plain broker would.
+  let upChannelSubscribed = false
+
   const authorizeSubscribe: NonNullable<AedesOptions['authorizeSubscribe']> = (client, sub, cb) => {
     const identity = identities.get(client)
+    const internalUp = identity?.kind === 'internal' && internalMaySubscribe(sub.topic)
     const allowed =
       identity?.kind === 'device'
         ? sub.topic === topicFor(identity.device.id, 'config') ||
           sub.topic === topicFor(identity.device.id, 'cmd')
-        : identity?.kind === 'internal' && internalMaySubscribe(sub.topic)
+        : internalUp
+    if (internalUp) upChannelSubscribed = true
     if (!allowed) {
       deps.metrics.mqttPublishesRefused.inc({ reason: 'subscribe_refused' })
       // A refusal (SUBACK 0x80), not an error: the device stays connected and learns what it may not do.
@@ -238,6 +245,15 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     authenticate,
     authorizePublish,
     authorizeSubscribe,
+    /**
+     * A device's telemetry publish that no subscriber can want: nothing but internal clients may subscribe
+     * to up channels, and none has. Its reading is in the spool already (authorizePublish).
+     */
+    unrouted: (client: Client | null, packet: PublishPacket): boolean =>
+      !upChannelSubscribed &&
+      client !== null &&
+      identities.get(client)?.kind === 'device' &&
+      packet.topic.endsWith(TELEMETRY_SUFFIX),
     deviceOf: (client: Client): Device | undefined => {
       const identity = identities.get(client)
       return identity?.kind === 'device' ? identity.device : undefined

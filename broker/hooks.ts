@@ -133,19 +133,27 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
         options.onThrottle(device.id)
       }
     }
-    const proceed = () => {
-      switch (topic.channel) {
-        case 'telemetry':
-          return onTelemetry(client, current, packet, cb)
-        case 'status':
-          onStatus(current, packet)
-          return cb(null)
-        default:
-          return cb(null)
-      }
+    // No closure per publish unless it is held back: this runs for every reading.
+    if (delayMs > 0) setTimeout(accept, delayMs, client, current, packet, topic.channel, cb)
+    else accept(client, current, packet, topic.channel, cb)
+  }
+
+  function accept(
+    client: Client,
+    device: Device,
+    packet: PublishPacket,
+    channel: string,
+    cb: (error?: Error | null) => void,
+  ) {
+    switch (channel) {
+      case 'telemetry':
+        return onTelemetry(client, device, packet, cb)
+      case 'status':
+        onStatus(device, packet)
+        return cb(null)
+      default:
+        return cb(null)
     }
-    if (delayMs > 0) setTimeout(proceed, delayMs)
-    else proceed()
   }
 
   function onTelemetry(
@@ -167,7 +175,7 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     const started = performance.now()
     deps.ingest.telemetry(device, payload).then(
       () => {
-        deps.metrics.publishToDurableSeconds.observe((performance.now() - started) / 1000)
+        durableSeconds.observe((performance.now() - started) / 1000)
         acknowledgeCorked(client, cb)
       },
       (err) => {
@@ -176,6 +184,8 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
       },
     )
   }
+  // prom-client resolves the (empty) label set on every observe of the histogram itself; its child does not.
+  const durableSeconds = deps.metrics.publishToDurableSeconds.labels()
 
   /**
    * One group commit releases many acknowledgements in the same microtask run. Corking the connection

@@ -25,7 +25,9 @@ const { values: flags } = parseArgs({
   },
 })
 const quick = flags.quick ?? false
-const STEPS = (flags.steps ?? (quick ? '2000,10000' : '5000,10000,15000,20000,25000,30000,35000,40000,45000,50000'))
+const STEPS = (
+  flags.steps ?? (quick ? '2000,10000' : '5000,10000,15000,20000,25000,30000,35000,40000,45000,50000')
+)
   .split(',')
   .map(Number)
 const STEP_MS = Number(flags['step-ms'] ?? (quick ? 5000 : 10_000))

@@ -180,19 +180,7 @@ export class AlarmEngine {
           now,
           null,
           { level: obs.level, value: obs.value },
-          {
-            changes: {
-              level: obs.level,
-              priority: obs.priority,
-              value: obs.value,
-              slaDueAt: now + this.config.slaMs[obs.priority],
-              escalatedAt: null,
-              acknowledgedAt: null,
-              acknowledgedBy: null,
-              clearedAt: null,
-              clearedBy: null,
-            },
-          },
+          { changes: this.raisedFields(obs, now) },
         )
         return
       }
@@ -204,18 +192,10 @@ export class AlarmEngine {
         name: view.name,
         regency: view.regency,
         district: view.district,
-        level: obs.level,
-        priority: obs.priority,
-        value: obs.value,
+        ...this.raisedFields(obs, now),
         state: 'raised',
         raisedAt: now,
         updatedAt: now,
-        slaDueAt: now + this.config.slaMs[obs.priority],
-        escalatedAt: null,
-        acknowledgedAt: null,
-        acknowledgedBy: null,
-        clearedAt: null,
-        clearedBy: null,
         closedAt: null,
         closedBy: null,
       }
@@ -236,6 +216,21 @@ export class AlarmEngine {
     if (now - track.clearSince < min) return
     track.clearSince = null
     await this.transition(alarm, 'cleared', SYSTEM_ACTOR, now, 'condition ended', null)
+  }
+
+  /** What a raise sets, for a new alarm and for one the same condition reopens. */
+  private raisedFields(obs: Observation & { active: true }, now: number) {
+    return {
+      level: obs.level,
+      priority: obs.priority,
+      value: obs.value,
+      slaDueAt: now + this.config.slaMs[obs.priority],
+      escalatedAt: null,
+      acknowledgedAt: null,
+      acknowledgedBy: null,
+      clearedAt: null,
+      clearedBy: null,
+    }
   }
 
   private async changeLevel(alarm: AlarmRecord, obs: Observation & { active: true }, now: number) {

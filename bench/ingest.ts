@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util'
 import mqtt from 'mqtt'
 import WebSocket from 'ws'
 import { startInfluxd } from '../tests/helpers/influxd.ts'
-import { freePort, spawnTs } from '../tests/helpers/process.ts'
+import { freePort, platformProcessEnv, spawnTs } from '../tests/helpers/process.ts'
 
 const { values: flags } = parseArgs({
   options: {
@@ -180,17 +180,14 @@ const platform = spawnTs(
   'platform/main.ts',
   [],
   {
-    MQTT_HOST: '127.0.0.1',
-    MQTT_PORT: String(mqttPort),
-    HTTP_HOST: '127.0.0.1',
-    HTTP_PORT: String(httpPort),
-    DATA_DIR: dataDir,
-    SIM_ENABLED: 'false',
-    LOG_LEVEL: 'warn',
-    API_TOKEN,
-    INFLUX_URL: influx.url,
-    INFLUX_API: 'v1',
-    INFLUX_DATABASE: 'city',
+    ...platformProcessEnv({
+      mqttPort,
+      httpPort,
+      dataDir,
+      influxUrl: influx.url,
+      apiToken: API_TOKEN,
+      logLevel: 'warn',
+    }),
     // Every load device connects from 127.0.0.1.
     MQTT_MAX_CONNECTIONS_PER_IP: String(DEVICES + IDLE_DEVICES + 100),
     // The per-device limiter stays on, set above the synthetic devices' 10–60 publishes/s (a real gauge

@@ -6,7 +6,7 @@ import mqtt, { type MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Influxd, startInfluxd } from './helpers/influxd.ts'
 import { eventually, RIVER_DEVICE, TEST_API_TOKEN } from './helpers/platform.ts'
-import { freePort, spawnTs } from './helpers/process.ts'
+import { freePort, platformProcessEnv, spawnTs } from './helpers/process.ts'
 import { storedSeqsByDevice } from './helpers/stored.ts'
 
 const DEVICES = 20
@@ -40,17 +40,14 @@ describe('crash safety', () => {
   }, async () => {
     const [mqttPort, httpPort] = [await freePort(), await freePort()]
     const env = {
-      MQTT_HOST: '127.0.0.1',
-      MQTT_PORT: String(mqttPort),
-      HTTP_HOST: '127.0.0.1',
-      HTTP_PORT: String(httpPort),
-      DATA_DIR: dataDir,
-      SIM_ENABLED: 'false',
-      LOG_LEVEL: 'info',
-      API_TOKEN: TEST_API_TOKEN,
-      INFLUX_URL: influx.url,
-      INFLUX_API: 'v1',
-      INFLUX_DATABASE: 'city',
+      ...platformProcessEnv({
+        mqttPort,
+        httpPort,
+        dataDir,
+        influxUrl: influx.url,
+        apiToken: TEST_API_TOKEN,
+        logLevel: 'info',
+      }),
       // Slow batches make it likely that the kill lands while a batch is spooled but not yet stored.
       WRITER_MAX_WAIT_MS: '200',
     }

@@ -75,3 +75,30 @@ export function spawnTs(
     },
   }
 }
+
+/**
+ * The environment of a platform process (`platform/main.ts`) on loopback ports, without the simulated
+ * fleet, storing in InfluxDB 1.x database `city`: what the crash test and `bench:ingest` both start.
+ */
+export function platformProcessEnv(p: {
+  mqttPort: number
+  httpPort: number
+  dataDir: string
+  influxUrl: string
+  apiToken: string
+  logLevel: string
+}): Record<string, string> {
+  return {
+    MQTT_HOST: '127.0.0.1',
+    MQTT_PORT: String(p.mqttPort),
+    HTTP_HOST: '127.0.0.1',
+    HTTP_PORT: String(p.httpPort),
+    DATA_DIR: p.dataDir,
+    SIM_ENABLED: 'false',
+    LOG_LEVEL: p.logLevel,
+    API_TOKEN: p.apiToken,
+    INFLUX_URL: p.influxUrl,
+    INFLUX_API: 'v1',
+    INFLUX_DATABASE: 'city',
+  }
+}

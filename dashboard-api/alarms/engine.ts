@@ -28,6 +28,8 @@ export class AlarmActionError extends Error {
 interface Track {
   pendingSince: number | null
   clearSince: number | null
+  /** The evaluation pass that last saw this device and rule. */
+  seenInPass: number
 }
 
 const ACTIVE: ReadonlySet<AlarmState> = new Set(['raised', 'acknowledged'])
@@ -46,6 +48,12 @@ export class AlarmEngine {
   private readonly open = new Map<string, AlarmRecord>()
   private readonly seqs = new Map<string, number>()
   private readonly tracks = new Map<string, Track>()
+  /**
+   * `${deviceId}:${type}` per device and rule, made once: the whole fleet is evaluated every second, and a
+   * fresh key per device and rule costs an allocation and a hash on every lookup.
+   */
+  private readonly keys = new Map<string, { rules: ReturnType<typeof rulesFor>; keys: string[] }>()
+  private pass = 0
   private chain: Promise<unknown> = Promise.resolve()
   private timer: NodeJS.Timeout | undefined
   private evaluating = false
@@ -95,7 +103,7 @@ export class AlarmEngine {
   /** One pass of every rule over every device, then escalation of alarms past their SLA. */
   evaluate(now = Date.now()): Promise<void> {
     return this.serial(async () => {
-      const seen = new Set<string>()
+      const pass = ++this.pass
       let visited = 0
       for (const { view } of this.deps.live.all(now)) {
         // A city's whole fleet is evaluated every second: let the broker's acknowledgements through between slices.
@@ -103,18 +111,23 @@ export class AlarmEngine {
         const device = this.deps.registry.get(view.id)
         if (device === undefined) continue
         const hour = this.deps.live.hourCoverage(view.id, now)
-        for (const rule of rulesFor(view.kind)) {
-          const key = `${view.id}:${rule.type}`
-          seen.add(key)
+        const rules = rulesFor(view.kind)
+        const keys = this.keysOf(view.id, rules)
+        for (let i = 0; i < rules.length; i++) {
+          const rule = rules[i]!
+          const key = keys[i]!
           const alarm = this.open.get(key)
           const active = alarm !== undefined && ACTIVE.has(alarm.state)
           const track = this.track(key)
+          track.seenInPass = pass
           const obs = rule.observe({ view, device, hour }, active || track.pendingSince !== null)
-          await this.step(key, rule.type, view, alarm, active, track, obs, now)
+          // Most devices and rules change nothing: only a transition is waited for (and stored).
+          const stored = this.step(key, rule.type, view, alarm, active, track, obs, now)
+          if (stored !== undefined) await stored
         }
       }
       for (const [key, alarm] of this.open) {
-        if (seen.has(key) || !ACTIVE.has(alarm.state)) continue
+        if (this.tracks.get(key)?.seenInPass === pass || !ACTIVE.has(alarm.state)) continue
         // A decommissioned device has no view: nothing else would ever clear its alarms.
         const d = this.deps.registry.get(alarm.deviceId)
         if (d === undefined || d.status === 'decommissioned')
@@ -139,13 +152,22 @@ export class AlarmEngine {
   private track(key: string): Track {
     let t = this.tracks.get(key)
     if (t === undefined) {
-      t = { pendingSince: null, clearSince: null }
+      t = { pendingSince: null, clearSince: null, seenInPass: 0 }
       this.tracks.set(key, t)
     }
     return t
   }
 
-  private async step(
+  private keysOf(deviceId: string, rules: ReturnType<typeof rulesFor>): string[] {
+    const cached = this.keys.get(deviceId)
+    if (cached !== undefined && cached.rules === rules) return cached.keys
+    const keys = rules.map((r) => `${deviceId}:${r.type}`)
+    this.keys.set(deviceId, { rules, keys })
+    return keys
+  }
+
+  /** Applies one observation; returns the store write when it makes a transition, else undefined. */
+  private step(
     key: string,
     type: AlarmType,
     view: { id: string; kind: AlarmRecord['kind']; name: string; regency: string; district: string },
@@ -154,7 +176,7 @@ export class AlarmEngine {
     track: Track,
     obs: Observation | undefined,
     now: number,
-  ) {
+  ): Promise<unknown> | undefined {
     if (obs === undefined) return
     const min = this.config.minDurationMs
     if (obs.active) {
@@ -165,7 +187,7 @@ export class AlarmEngine {
           this.touch()
         }
         if (alarm.level !== obs.level || alarm.priority !== obs.priority)
-          await this.changeLevel(alarm, obs, now)
+          return this.changeLevel(alarm, obs, now)
         return
       }
       track.pendingSince ??= now
@@ -173,7 +195,7 @@ export class AlarmEngine {
       track.pendingSince = null
       if (alarm !== undefined && alarm.state === 'cleared') {
         // The same condition came back before anyone closed the alarm: reopen it rather than add another.
-        await this.transition(
+        return this.transition(
           alarm,
           'reopened',
           SYSTEM_ACTOR,
@@ -182,7 +204,6 @@ export class AlarmEngine {
           { level: obs.level, value: obs.value },
           { changes: this.raisedFields(obs, now) },
         )
-        return
       }
       const record: AlarmRecord = {
         id: newAlarmId(now),
@@ -199,7 +220,7 @@ export class AlarmEngine {
         closedAt: null,
         closedBy: null,
       }
-      await this.transition(
+      return this.transition(
         record,
         'raised',
         SYSTEM_ACTOR,
@@ -208,14 +229,13 @@ export class AlarmEngine {
         { level: obs.level, value: obs.value },
         { insert: key },
       )
-      return
     }
     track.pendingSince = null
     if (!active || alarm === undefined) return
     track.clearSince ??= now
     if (now - track.clearSince < min) return
     track.clearSince = null
-    await this.transition(alarm, 'cleared', SYSTEM_ACTOR, now, 'condition ended', null)
+    return this.transition(alarm, 'cleared', SYSTEM_ACTOR, now, 'condition ended', null)
   }
 
   /** What a raise sets, for a new alarm and for one the same condition reopens. */

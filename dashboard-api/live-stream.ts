@@ -56,6 +56,9 @@ interface ScopeTick {
 interface ScopeLists {
   rollups: string
   alarms: string
+  /** The hub's alarm list these were made from, and the scope's part of it. */
+  source: readonly Alarm[]
+  scoped: readonly Alarm[]
 }
 
 export interface LiveHubStats {
@@ -205,17 +208,29 @@ export class LiveHub {
     )
   }
 
-  private computeLists(scope: Scope, all: readonly CachedView[], alarms: readonly Alarm[]): ScopeLists {
+  /**
+   * The scope's rollups and alarm list. The alarm list stays the same array until an alarm changes; while it
+   * does, the scope's part and its JSON are reused (thousands of offline devices are thousands of alarms).
+   */
+  private computeLists(
+    scope: Scope,
+    all: readonly CachedView[],
+    alarms: readonly Alarm[],
+    prev?: ScopeLists,
+  ): ScopeLists {
     const inS = all.filter((v) => inScope(scope, v.view))
-    const a = this.scopeAlarms(scope, alarms)
+    const same = prev?.source === alarms
+    const scoped = same ? prev.scoped : this.scopeAlarms(scope, alarms)
     return {
       rollups: JSON.stringify(
         computeRollups(
           inS.map((v) => v.view),
-          a,
+          scoped,
         ),
       ),
-      alarms: JSON.stringify(a),
+      alarms: same ? prev.alarms : JSON.stringify(scoped),
+      source: alarms,
+      scoped,
     }
   }
 
@@ -280,8 +295,8 @@ export class LiveHub {
       const alarms = this.state.alarms()
       for (const client of this.clients) {
         if (groups.has(client.scopeKey)) continue
-        const lists = this.computeLists(client.scope, all, alarms)
         const prev = this.lists.get(client.scopeKey)
+        const lists = this.computeLists(client.scope, all, alarms, prev)
         const tick: ScopeTick = {
           devices: views.filter((v) => inScope(client.scope, v.view)),
           rollups: prev?.rollups === lists.rollups ? undefined : lists.rollups,

@@ -13,6 +13,7 @@ import {
   RollingMetric,
   subIndex,
 } from '../dashboard-api/aggregates/index.ts'
+import type { Alarm } from '../dashboard-api/protocol.ts'
 import { PlatformBus } from '../ingest/events.ts'
 import { DeviceRegistry } from '../ingest/registry.ts'
 import type { StoredReading } from '../ingest/store/types.ts'
@@ -344,6 +345,41 @@ describe('Aggregator on the bus', () => {
     expect(agg.alarms().some((a) => a.id === 'dps-rain-001:offline')).toBe(true)
     expect(agg.alarms().some((a) => a.id === 'dps-rain-001:stale')).toBe(false)
   })
+  it('keeps the alarm list until a derived alarm or the rule list changes', () => {
+    const id = 'dps-river-002'
+    bus.emit('readings.accepted', [reading(id, 'river-level', now + 1000, { waterLevel: 150 }, 30)])
+    agg.refresh(now + 1000)
+    const first = agg.alarms()
+    expect(first.map((a) => a.id)).toContain(`${id}:river`)
+    agg.refresh(now + 1000)
+    expect(agg.alarms()).toBe(first)
+
+    // A rule alarm list: merged in once, and again only when the source hands out a new list.
+    const ruleAlarm: Alarm = {
+      ...first[0]!,
+      id: 'alm-1',
+      source: 'rule',
+      type: 'battery',
+      deviceId: 'dps-air-002',
+    }
+    let ruleList: Alarm[] = [ruleAlarm]
+    agg.setRuleAlarms({ alarms: () => ruleList, takeChanged: () => false })
+    const merged = agg.alarms()
+    expect(merged).not.toBe(first)
+    expect(merged.map((a) => a.id)).toEqual(expect.arrayContaining(['alm-1', `${id}:river`]))
+    expect(agg.alarms()).toBe(merged)
+    ruleList = []
+    expect(agg.alarms().map((a) => a.id)).not.toContain('alm-1')
+
+    // The river falls back to normal: its derived alarm leaves the list with the next refresh.
+    const before = agg.alarms()
+    bus.emit('readings.accepted', [reading(id, 'river-level', now + 2000, { waterLevel: 90 }, 31)])
+    agg.refresh(now + 2000)
+    expect(agg.alarms()).not.toBe(before)
+    expect(agg.alarms().map((a) => a.id)).not.toContain(`${id}:river`)
+    agg.setRuleAlarms(undefined)
+  })
+
   it('rebuilds at most a budget of changed devices per refresh and keeps the rest for the next call', () => {
     agg.refresh(now)
     bus.emit('readings.accepted', [

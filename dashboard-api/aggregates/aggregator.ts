@@ -24,6 +24,8 @@ export const MAIN_METRIC: Readonly<Record<DeviceKind, string>> = {
   'crowd-counter': 'occupancy',
 }
 
+const NO_ALARMS: readonly Alarm[] = Object.freeze([])
+
 /** Housekeeping metrics have no windows on the wall. */
 const NO_WINDOWS = new Set(['battery', 'rssi'])
 /** Metrics a device may report: bounds the per-device maps against odd registries. */
@@ -31,8 +33,8 @@ const MAX_METRICS = 16
 
 /** Alarms raised by the rule engine (dashboard-api/alarms), shown on the stream instead of derived ones. */
 export interface RuleAlarmSource {
-  /** Open rule alarms in the protocol's shape. */
-  alarms(): Alarm[]
+  /** Open rule alarms in the protocol's shape; the same array until the list changes. */
+  alarms(): readonly Alarm[]
   /** True once after the list changed since the last call. */
   takeChanged(): boolean
 }
@@ -92,6 +94,11 @@ export class Aggregator {
   private readonly detach: () => void
   private readonly options: AggregatorOptions
   private ruleAlarms: RuleAlarmSource | undefined
+  /**
+   * The stream's alarm list, kept until a derived alarm or the rule list changes: a city with thousands of
+   * devices offline would otherwise merge and sort thousands of alarms on every tick.
+   */
+  private alarmsCache: { rule: readonly Alarm[]; list: readonly Alarm[] } | undefined
 
   constructor(
     private readonly registry: DeviceRegistry,
@@ -309,6 +316,7 @@ export class Aggregator {
 
   setRuleAlarms(source: RuleAlarmSource | undefined) {
     this.ruleAlarms = source
+    this.alarmsCache = undefined
   }
 
   /**
@@ -341,12 +349,16 @@ export class Aggregator {
         prev.name !== next.name
       ) {
         this.alarmMap.set(id, next)
+        this.alarmsCache = undefined
         changed = true
       }
     }
     for (const type of ['river', 'ispu', 'occupancy', 'offline', 'stale']) {
       const id = `${deviceId}:${type}`
-      if (!keep.has(id) && this.alarmMap.delete(id)) changed = true
+      if (!keep.has(id) && this.alarmMap.delete(id)) {
+        this.alarmsCache = undefined
+        changed = true
+      }
     }
     return changed
   }
@@ -361,9 +373,16 @@ export class Aggregator {
     return out
   }
 
-  /** Active alarms, most severe first. */
-  alarms(): Alarm[] {
-    const rule = this.ruleAlarms?.alarms() ?? []
+  /** Active alarms, most severe first: the same array until one of them changes. */
+  alarms(): readonly Alarm[] {
+    const rule = this.ruleAlarms?.alarms() ?? NO_ALARMS
+    if (this.alarmsCache?.rule === rule) return this.alarmsCache.list
+    const list = this.mergeAlarms(rule)
+    this.alarmsCache = { rule, list }
+    return list
+  }
+
+  private mergeAlarms(rule: readonly Alarm[]): Alarm[] {
     if (rule.length === 0) return sortAlarms([...this.alarmMap.values()])
     const covered = new Set<string>()
     for (const a of rule) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { backoffMs, RULES, signBody } from '../dashboard-api/alarms/index.ts'
+import { backoffMs, RULES, rulesFor, signBody } from '../dashboard-api/alarms/index.ts'
 import type { DeviceLive } from '../dashboard-api/protocol.ts'
 import type { Device } from '../ingest/registry.ts'
 
@@ -154,6 +154,16 @@ describe('alarm rules', () => {
     ).toMatchObject({
       active: true,
     })
+  })
+
+  it('gives each kind its rules as one array, the same on every call', () => {
+    const river = rulesFor('river-level')
+    expect(river.map((r) => r.type)).toEqual(
+      RULES.filter((r) => r.kinds === 'all' || r.kinds.includes('river-level')).map((r) => r.type),
+    )
+    expect(river.some((r) => r.type === 'ispu')).toBe(false)
+    // The engine keys its per-device state by this array: a new one per call would rebuild that state.
+    expect(rulesFor('river-level')).toBe(river)
   })
 })
 

@@ -1,4 +1,4 @@
-import type { DeviceKind } from '../../firmware-contracts/index.ts'
+import { DEVICE_KINDS, type DeviceKind } from '../../firmware-contracts/index.ts'
 import type { Device } from '../../ingest/registry.ts'
 import type { DeviceLive } from '../protocol.ts'
 import type { AlarmPriority } from './config.ts'
@@ -184,8 +184,13 @@ export const RULES: readonly AlarmRule[] = [
   },
 ]
 
-export function rulesFor(kind: DeviceKind): AlarmRule[] {
-  return RULES.filter((r) => r.kinds === 'all' || r.kinds.includes(kind))
+const RULES_BY_KIND = new Map(
+  DEVICE_KINDS.map((kind) => [kind, RULES.filter((r) => r.kinds === 'all' || r.kinds.includes(kind))]),
+)
+
+/** The rules of a kind: the same array on every call (the engine keys its per-device state by it). */
+export function rulesFor(kind: DeviceKind): readonly AlarmRule[] {
+  return RULES_BY_KIND.get(kind) ?? []
 }
 
 export const PRIORITY_RANK: Readonly<Record<AlarmPriority, number>> = {

@@ -40,9 +40,18 @@ export async function startTestPlatform(
     ...(options.influx ? { INFLUX_URL: options.influx.url, INFLUX_API: 'v1', INFLUX_DATABASE: 'city' } : {}),
     ...options.env,
   }
-  const config = loadPlatformConfig(env)
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
-  const platform = await startPlatform(config, log)
+  const removeOwnDir = () => {
+    if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true })
+  }
+  let platform: Awaited<ReturnType<typeof startPlatform>>
+  try {
+    platform = await startPlatform(loadPlatformConfig(env), log)
+  } catch (err) {
+    // A platform that refused to start (what some tests expect) leaves no temp dir behind.
+    removeOwnDir()
+    throw err
+  }
   return {
     ...platform,
     dataDir,
@@ -60,7 +69,7 @@ export async function startTestPlatform(
     },
     async close() {
       await platform.stop({ flushTimeoutMs: 5000 })
-      if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true })
+      removeOwnDir()
     },
   }
 }

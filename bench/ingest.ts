@@ -22,6 +22,8 @@ const { values: flags } = parseArgs({
     devices: { type: 'string' },
     'idle-devices': { type: 'string' },
     'cpu-prof': { type: 'string' },
+    // Extra Node.js flags for the platform process only (`--platform-node-args=--single-threaded-gc`).
+    'platform-node-args': { type: 'string' },
   },
 })
 const quick = flags.quick ?? false
@@ -197,7 +199,10 @@ const platform = spawnTs(
     MQTT_DEVICE_FLOOD_LIMIT: '100000',
   },
   // `--cpu-prof DIR`: a V8 CPU profile of the platform, written when it exits (open it in Chrome DevTools).
-  flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : [],
+  [
+    ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : []),
+    ...(flags['platform-node-args']?.split(' ').filter((a) => a !== '') ?? []),
+  ],
 )
 const result: Record<string, number | null> = {}
 try {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { DEFAULT_AGGREGATOR_OPTIONS } from '../dashboard-api/aggregates/aggregator.ts'
 import { ALARMS_DEFAULTS } from '../dashboard-api/alarms/config.ts'
 import { AlarmEngine } from '../dashboard-api/alarms/engine.ts'
@@ -86,11 +86,11 @@ describe('alarm engine and its store', () => {
       true,
     )
     gate = { hold: undefined, fail: undefined }
-    const save = store.save.bind(store)
-    store.save = async (...args) => {
+    const saveMany = store.saveMany.bind(store)
+    store.saveMany = async (...args) => {
       await gate.hold
       if (gate.fail) throw gate.fail
-      return save(...args)
+      return saveMany(...args)
     }
     const log = pino({ level: 'silent' })
     const config = { ...ALARMS_DEFAULTS, evalIntervalMs: 600_000 }
@@ -148,4 +148,155 @@ describe('alarm engine and its store', () => {
     const { transition } = await engine.act(alarmId, 'acknowledged', 'operator-wayan', 'on it')
     expect(transition.seq).toBe(2)
   })
+})
+
+/**
+ * A regency-wide power or network cut: every device goes offline at once and one evaluation pass raises an
+ * alarm for each. The pass stores them in a few transactions, not one per alarm, and a change the store
+ * refuses does not hold back the others.
+ */
+describe('alarm engine in a mass outage', () => {
+  const DEVICES = 600
+  let dir: string
+  let registry: DeviceRegistry
+  let store: AlarmStore
+  let engine: AlarmEngine
+  let bus: PlatformBus
+  let live: LiveState
+  let saves: number[]
+  let refuse: string | undefined
+  let run = 0
+  const config = { ...ALARMS_DEFAULTS, evalIntervalMs: 600_000, minDurationMs: 60_000 }
+
+  // Registering is the slow part and no test changes the fleet: one registry for all of them.
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'alarm-outage-'))
+    registry = await DeviceRegistry.open({ path: join(dir, 'r.duckdb'), key: Buffer.alloc(32, 3) })
+    for (let i = 0; i < DEVICES; i++) {
+      await registry.register(
+        {
+          id: `bli-rain-${String(i).padStart(4, '0')}`,
+          kind: 'rain-gauge',
+          name: `Rain gauge ${i}`,
+          regency: 'Bangli',
+          district: 'Kintamani',
+          latitude: -8.3,
+          longitude: 115.35,
+          reportingIntervalMs: 60_000,
+        },
+        't',
+      )
+    }
+  }, 60_000)
+
+  afterAll(async () => {
+    await registry.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  beforeEach(async () => {
+    store = await AlarmStore.open(join(dir, `alarms-${++run}.duckdb`))
+    saves = []
+    refuse = undefined
+    const saveMany = store.saveMany.bind(store)
+    store.saveMany = async (items) => {
+      saves.push(items.length)
+      if (refuse !== undefined && items.some((i) => i.alarm.deviceId === refuse))
+        throw new Error('constraint violated')
+      return saveMany(items)
+    }
+    bus = new PlatformBus()
+    live = new LiveState(registry, bus, DEFAULT_AGGREGATOR_OPTIONS)
+    const log = pino({ level: 'silent' })
+    engine = new AlarmEngine(config, {
+      store,
+      live,
+      registry,
+      webhooks: new WebhookDispatcher(config.webhooks, store, log),
+      log,
+    })
+    await engine.start()
+  }, 60_000)
+
+  afterEach(async () => {
+    await engine.stop()
+    live.close()
+    await store.close()
+  })
+
+  /** What the platform's timers do: views brought up to date, then one evaluation pass. */
+  async function evaluate(now: number) {
+    live.refresh(now)
+    await engine.evaluate(now)
+  }
+
+  /** Every device connects at t0 and drops at t0 + 1 s. */
+  function outage(t0: number) {
+    for (const d of registry.list())
+      bus.emit('device.status', { deviceId: d.id, online: true, at: t0, source: 'connect' })
+    for (const d of registry.list())
+      bus.emit('device.status', { deviceId: d.id, online: false, at: t0 + 1000, source: 'disconnect' })
+  }
+
+  it('raises one offline alarm per device, stored a slice at a time', async () => {
+    const t0 = Date.now()
+    outage(t0)
+    await evaluate(t0 + 2000)
+    expect(engine.openAlarms()).toHaveLength(0)
+    expect(saves).toEqual([])
+    await evaluate(t0 + 2000 + config.minDurationMs)
+    const open = engine.openAlarms()
+    expect(open).toHaveLength(DEVICES)
+    expect(new Set(open.map((a) => a.deviceId)).size).toBe(DEVICES)
+    expect(open.every((a) => a.type === 'offline' && a.state === 'raised')).toBe(true)
+    // A few transactions (one per slice of the fleet), not one per alarm.
+    expect(saves.length).toBeLessThanOrEqual(5)
+    expect(saves.reduce((a, b) => a + b, 0)).toBe(DEVICES)
+    const stored = await store.list({ type: 'offline', limit: 1000 })
+    expect(stored).toHaveLength(DEVICES)
+    const sample = open[DEVICES - 1]!
+    expect(await store.get(sample.id)).toEqual(sample)
+    expect((await store.transitions(sample.id)).map((t) => [t.seq, t.action, t.toState])).toEqual([
+      [1, 'raised', 'raised'],
+    ])
+
+    // Power comes back: every alarm clears in the same few transactions, and the trail continues its seqs.
+    saves = []
+    const t1 = t0 + 2000 + config.minDurationMs + 1000
+    for (const d of registry.list())
+      bus.emit('device.status', { deviceId: d.id, online: true, at: t1, source: 'connect' })
+    await evaluate(t1)
+    await evaluate(t1 + config.minDurationMs)
+    expect(engine.openAlarms().every((a) => a.state === 'cleared')).toBe(true)
+    expect(saves.length).toBeLessThanOrEqual(5)
+    expect(saves.reduce((a, b) => a + b, 0)).toBe(DEVICES)
+    expect((await store.list({ state: ['cleared'], limit: 1000 })).length).toBe(DEVICES)
+    expect((await store.transitions(sample.id)).map((t) => [t.seq, t.action, t.toState])).toEqual([
+      [1, 'raised', 'raised'],
+      [2, 'cleared', 'cleared'],
+    ])
+    expect(await store.get(sample.id)).toMatchObject({ state: 'cleared', clearedBy: 'system' })
+  }, 60_000)
+
+  it('stores the rest when one change in the pass is refused, and raises that one on a later pass', async () => {
+    const t0 = Date.now()
+    const bad = registry.list()[7]!.id
+    refuse = bad
+    outage(t0)
+    await evaluate(t0 + 2000)
+    await evaluate(t0 + 2000 + config.minDurationMs)
+    expect(engine.openAlarms()).toHaveLength(DEVICES - 1)
+    // The refused slice is halved down to the bad change: a few more transactions, not one per alarm.
+    expect(saves.length).toBeLessThan(30)
+    expect(engine.openAlarms().some((a) => a.deviceId === bad)).toBe(false)
+    expect(await store.list({ type: 'offline', limit: 1000 })).toHaveLength(DEVICES - 1)
+    // Nothing half applied: the refused alarm is neither in memory nor in the store.
+    expect(await store.list({ deviceId: bad, limit: 10 })).toEqual([])
+
+    refuse = undefined
+    await evaluate(t0 + 3000 + config.minDurationMs)
+    await evaluate(t0 + 3000 + 2 * config.minDurationMs)
+    expect(engine.openAlarms()).toHaveLength(DEVICES)
+    expect(await store.list({ deviceId: bad, limit: 10 })).toHaveLength(1)
+  }, 60_000)
 })

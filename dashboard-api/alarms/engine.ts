@@ -5,7 +5,15 @@ import type { LiveState } from '../live-state.ts'
 import type { Alarm } from '../protocol.ts'
 import type { AlarmsConfig } from './config.ts'
 import { type AlarmType, type Observation, PRIORITY_RANK, rulesFor, severityOf } from './rules.ts'
-import type { AlarmRecord, AlarmState, AlarmStore, Transition, TransitionAction } from './store.ts'
+import type {
+  AlarmRecord,
+  AlarmState,
+  AlarmStore,
+  AlarmWrite,
+  Delivery,
+  Transition,
+  TransitionAction,
+} from './store.ts'
 import type { WebhookDispatcher } from './webhooks.ts'
 
 /** Devices evaluated between two yields to the event loop. */
@@ -21,6 +29,25 @@ export class AlarmActionError extends Error {
     message: string,
   ) {
     super(message)
+  }
+}
+
+/** A state change worked out but not yet stored: `current` is the record in memory it will change. */
+interface Prepared {
+  readonly current: AlarmRecord
+  readonly alarm: AlarmRecord
+  readonly transition: Transition
+  readonly deliveries: readonly Delivery[]
+  /** The open-alarm key of a new alarm. */
+  readonly insert: string | undefined
+}
+
+function toWrite(p: Prepared): AlarmWrite {
+  return {
+    alarm: p.alarm,
+    transition: p.transition,
+    deliveries: p.deliveries,
+    insert: p.insert !== undefined,
   }
 }
 
@@ -100,14 +127,22 @@ export class AlarmEngine {
     await this.deps.webhooks.stop()
   }
 
-  /** One pass of every rule over every device, then escalation of alarms past their SLA. */
+  /**
+   * One pass of every rule over every device, then escalation of alarms past their SLA. The pass's
+   * transitions are stored a slice at a time, each slice in one transaction: a regency-wide outage raises
+   * thousands of alarms in one pass.
+   */
   evaluate(now = Date.now()): Promise<void> {
     return this.serial(async () => {
       const pass = ++this.pass
+      const batch: Prepared[] = []
       let visited = 0
       for (const { view } of this.deps.live.all(now)) {
-        // A city's whole fleet is evaluated every second: let the broker's acknowledgements through between slices.
-        if (++visited % EVAL_SLICE === 0) await new Promise((resolve) => setImmediate(resolve))
+        if (++visited % EVAL_SLICE === 0) {
+          await this.commit(batch.splice(0))
+          // A city's whole fleet is evaluated every second: let the broker's acknowledgements through between slices.
+          await new Promise((resolve) => setImmediate(resolve))
+        }
         const device = this.deps.registry.get(view.id)
         if (device === undefined) continue
         const hour = this.deps.live.hourCoverage(view.id, now)
@@ -121,31 +156,35 @@ export class AlarmEngine {
           const track = this.track(key)
           track.seenInPass = pass
           const obs = rule.observe({ view, device, hour }, active || track.pendingSince !== null)
-          // Most devices and rules change nothing: only a transition is waited for (and stored).
-          const stored = this.step(key, rule.type, view, alarm, active, track, obs, now)
-          if (stored !== undefined) await stored
+          const change = this.step(key, rule.type, view, alarm, active, track, obs, now)
+          if (change !== undefined) batch.push(change)
         }
       }
+      await this.commit(batch.splice(0))
       for (const [key, alarm] of this.open) {
         if (this.tracks.get(key)?.seenInPass === pass || !ACTIVE.has(alarm.state)) continue
         // A decommissioned device has no view: nothing else would ever clear its alarms.
         const d = this.deps.registry.get(alarm.deviceId)
         if (d === undefined || d.status === 'decommissioned')
-          await this.transition(alarm, 'cleared', SYSTEM_ACTOR, now, 'device decommissioned', null)
+          batch.push(this.prepare(alarm, 'cleared', SYSTEM_ACTOR, now, 'device decommissioned', null))
       }
+      await this.commit(batch.splice(0))
       for (const alarm of this.open.values()) {
         if (alarm.state === 'raised' && alarm.escalatedAt === null && now >= alarm.slaDueAt) {
-          await this.transition(
-            alarm,
-            'escalated',
-            SYSTEM_ACTOR,
-            now,
-            null,
-            { slaMs: this.config.slaMs[alarm.priority], overdueMs: now - alarm.slaDueAt },
-            { changes: { escalatedAt: now } },
+          batch.push(
+            this.prepare(
+              alarm,
+              'escalated',
+              SYSTEM_ACTOR,
+              now,
+              null,
+              { slaMs: this.config.slaMs[alarm.priority], overdueMs: now - alarm.slaDueAt },
+              { changes: { escalatedAt: now } },
+            ),
           )
         }
       }
+      await this.commit(batch.splice(0))
     })
   }
 
@@ -166,7 +205,7 @@ export class AlarmEngine {
     return keys
   }
 
-  /** Applies one observation; returns the store write when it makes a transition, else undefined. */
+  /** Applies one observation; returns the transition it makes (to store and apply), else undefined. */
   private step(
     key: string,
     type: AlarmType,
@@ -176,7 +215,7 @@ export class AlarmEngine {
     track: Track,
     obs: Observation | undefined,
     now: number,
-  ): Promise<unknown> | undefined {
+  ): Prepared | undefined {
     if (obs === undefined) return
     const min = this.config.minDurationMs
     if (obs.active) {
@@ -195,7 +234,7 @@ export class AlarmEngine {
       track.pendingSince = null
       if (alarm !== undefined && alarm.state === 'cleared') {
         // The same condition came back before anyone closed the alarm: reopen it rather than add another.
-        return this.transition(
+        return this.prepare(
           alarm,
           'reopened',
           SYSTEM_ACTOR,
@@ -220,7 +259,7 @@ export class AlarmEngine {
         closedAt: null,
         closedBy: null,
       }
-      return this.transition(
+      return this.prepare(
         record,
         'raised',
         SYSTEM_ACTOR,
@@ -235,7 +274,7 @@ export class AlarmEngine {
     track.clearSince ??= now
     if (now - track.clearSince < min) return
     track.clearSince = null
-    return this.transition(alarm, 'cleared', SYSTEM_ACTOR, now, 'condition ended', null)
+    return this.prepare(alarm, 'cleared', SYSTEM_ACTOR, now, 'condition ended', null)
   }
 
   /** What a raise sets, for a new alarm and for one the same condition reopens. */
@@ -253,7 +292,7 @@ export class AlarmEngine {
     }
   }
 
-  private async changeLevel(alarm: AlarmRecord, obs: Observation & { active: true }, now: number) {
+  private changeLevel(alarm: AlarmRecord, obs: Observation & { active: true }, now: number): Prepared {
     const from = { level: alarm.level, priority: alarm.priority }
     const worse = PRIORITY_RANK[obs.priority] < PRIORITY_RANK[alarm.priority]
     const changes: Partial<AlarmRecord> = { level: obs.level, priority: obs.priority, value: obs.value }
@@ -266,7 +305,7 @@ export class AlarmEngine {
         acknowledgedBy: null,
       })
     }
-    await this.transition(
+    return this.prepare(
       alarm,
       'level_changed',
       SYSTEM_ACTOR,
@@ -278,11 +317,11 @@ export class AlarmEngine {
   }
 
   /**
-   * Applies a state change, stores it with its transition and webhook deliveries, and hands those on. The
-   * record in memory changes only once the store committed: readers of the open alarms never see a state
-   * whose transition is not in the trail yet, and a failed write leaves nothing half applied.
+   * Works out a state change: the alarm's next state, its transition and the webhook deliveries it causes.
+   * Nothing changes in memory until `commit` stored it: readers of the open alarms never see a state whose
+   * transition is not in the trail yet, and a failed write leaves nothing half applied.
    */
-  private async transition(
+  private prepare(
     current: AlarmRecord,
     action: TransitionAction,
     actor: string,
@@ -290,7 +329,7 @@ export class AlarmEngine {
     comment: string | null,
     detail: Record<string, unknown> | null,
     opts: { changes?: Partial<AlarmRecord>; insert?: string } = {},
-  ): Promise<Transition> {
+  ): Prepared {
     const insert = opts.insert !== undefined
     const base: AlarmRecord = { ...current, ...opts.changes }
     const fromState = insert ? null : current.state
@@ -341,21 +380,63 @@ export class AlarmEngine {
             { alarm: publicAlarm(alarm), transition },
             now,
           )
-    await this.deps.store.save(alarm, transition, deliveries, insert)
+    return { current, alarm, transition, deliveries, insert: opts.insert }
+  }
+
+  /**
+   * Stores prepared changes in one transaction, then applies them in memory and hands their webhook
+   * deliveries on. Each alarm appears at most once in a batch (one step per device and rule per pass).
+   * A refused batch is halved until the refused change is alone, as the ingest does with InfluxDB's 400s:
+   * one bad change costs a few more transactions and does not hold back the rest. A refused change is
+   * logged and made again on a later pass, since its condition still holds.
+   */
+  private async commit(batch: readonly Prepared[]): Promise<void> {
+    if (batch.length === 0) return
+    try {
+      await this.deps.store.saveMany(batch.map(toWrite))
+    } catch (err) {
+      if (batch.length > 1) {
+        const half = batch.length >>> 1
+        await this.commit(batch.slice(0, half))
+        await this.commit(batch.slice(half))
+        return
+      }
+      const { alarm, transition } = batch[0]!
+      this.deps.log.error(
+        {
+          err: (err as Error).message,
+          alarmId: alarm.id,
+          deviceId: alarm.deviceId,
+          action: transition.action,
+        },
+        'alarm transition not stored',
+      )
+      return
+    }
+    for (const p of batch) this.apply(p)
+  }
+
+  private apply({ current, alarm, transition, deliveries, insert }: Prepared) {
     Object.assign(current, alarm)
-    if (opts.insert !== undefined) this.open.set(opts.insert, current)
-    this.seqs.set(alarm.id, seq)
-    if (toState === 'closed') {
+    if (insert !== undefined) this.open.set(insert, current)
+    this.seqs.set(alarm.id, transition.seq)
+    if (alarm.state === 'closed') {
       this.open.delete(`${alarm.deviceId}:${alarm.type}`)
       this.seqs.delete(alarm.id)
     }
     this.deps.webhooks.enqueue(deliveries)
     this.touch()
     this.deps.log.info(
-      { alarmId: alarm.id, deviceId: alarm.deviceId, type: alarm.type, action, actor, state: toState },
+      {
+        alarmId: alarm.id,
+        deviceId: alarm.deviceId,
+        type: alarm.type,
+        action: transition.action,
+        actor: transition.actor,
+        state: alarm.state,
+      },
       'alarm transition',
     )
-    return transition
   }
 
   /** Operators' actions; each needs a comment (checked by the route) and is stored under the actor's name. */
@@ -384,7 +465,9 @@ export class AlarmEngine {
           comment,
           detail: null,
         }
-        await this.deps.store.save({ ...stored, updatedAt: now }, transition, [], false)
+        await this.deps.store.saveMany([
+          { alarm: { ...stored, updatedAt: now }, transition, deliveries: [], insert: false },
+        ])
         return { alarm: { ...stored, updatedAt: now }, transition }
       }
       if (action === 'acknowledged' && alarm.acknowledgedAt !== null)
@@ -396,7 +479,11 @@ export class AlarmEngine {
         throw new AlarmActionError('conflict', `alarm ${id} is ${alarm.state}`)
       if (action === 'closed' && alarm.state !== 'cleared')
         throw new AlarmActionError('conflict', `alarm ${id} is ${alarm.state}: clear it before closing it`)
-      const transition = await this.transition(alarm, action, actor, now, comment, null)
+      const change = this.prepare(alarm, action, actor, now, comment, null)
+      // An operator's action fails loudly (the route answers 5xx) rather than being logged and retried.
+      await this.deps.store.saveMany([toWrite(change)])
+      this.apply(change)
+      const { transition } = change
       if (action === 'cleared') this.tracks.delete(`${alarm.deviceId}:${alarm.type}`)
       return { alarm: { ...alarm }, transition }
     })

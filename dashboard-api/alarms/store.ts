@@ -1,4 +1,4 @@
-import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api'
+import { type DuckDBAppender, type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api'
 import type { DeviceKind } from '../../firmware-contracts/index.ts'
 import type { AlarmPriority } from './config.ts'
 import type { AlarmType } from './rules.ts'
@@ -136,30 +136,58 @@ function deliveryOf(r: Row): Delivery {
   }
 }
 
-function alarmParams(a: AlarmRecord) {
-  return {
-    id: a.id,
-    device: a.deviceId,
-    type: a.type,
-    kind: a.kind,
-    name: a.name,
-    regency: a.regency,
-    district: a.district,
-    level: a.level,
-    priority: a.priority,
-    value: a.value,
-    state: a.state,
-    raised: a.raisedAt,
-    updated: a.updatedAt,
-    sla: a.slaDueAt,
-    escalated: a.escalatedAt,
-    acked: a.acknowledgedAt,
-    ackedBy: a.acknowledgedBy,
-    cleared: a.clearedAt,
-    clearedBy: a.clearedBy,
-    closed: a.closedAt,
-    closedBy: a.closedBy,
-  }
+export interface AlarmWrite {
+  readonly alarm: AlarmRecord
+  readonly transition: Transition
+  readonly deliveries: readonly Delivery[]
+  /** A new alarm (else a change to a stored one). */
+  readonly insert: boolean
+}
+
+const varchar = (a: DuckDBAppender, v: string | null) => (v === null ? a.appendNull() : a.appendVarchar(v))
+const bigint = (a: DuckDBAppender, v: number | null) =>
+  v === null ? a.appendNull() : a.appendBigInt(BigInt(Math.round(v)))
+const int = (a: DuckDBAppender, v: number | null) => (v === null ? a.appendNull() : a.appendInteger(v))
+
+/** In the column order of `alarms`. */
+function appendAlarm(ap: DuckDBAppender, a: AlarmRecord) {
+  for (const v of [a.id, a.deviceId, a.type, a.kind, a.name, a.regency, a.district, a.level, a.priority])
+    ap.appendVarchar(v)
+  if (a.value === null) ap.appendNull()
+  else ap.appendDouble(a.value)
+  ap.appendVarchar(a.state)
+  for (const v of [a.raisedAt, a.updatedAt, a.slaDueAt, a.escalatedAt, a.acknowledgedAt]) bigint(ap, v)
+  varchar(ap, a.acknowledgedBy)
+  bigint(ap, a.clearedAt)
+  varchar(ap, a.clearedBy)
+  bigint(ap, a.closedAt)
+  varchar(ap, a.closedBy)
+}
+
+/** In the column order of `alarm_transitions`. */
+function appendTransition(ap: DuckDBAppender, t: Transition) {
+  ap.appendVarchar(t.alarmId)
+  ap.appendInteger(t.seq)
+  bigint(ap, t.at)
+  ap.appendVarchar(t.actor)
+  ap.appendVarchar(t.action)
+  varchar(ap, t.fromState)
+  ap.appendVarchar(t.toState)
+  varchar(ap, t.comment)
+  varchar(ap, t.detail === null ? null : JSON.stringify(t.detail))
+}
+
+/** In the column order of `webhook_deliveries`. */
+function appendDelivery(ap: DuckDBAppender, d: Delivery) {
+  for (const v of [d.id, d.alarmId]) ap.appendVarchar(v)
+  ap.appendInteger(d.transitionSeq)
+  for (const v of [d.url, d.event, d.body, d.status]) ap.appendVarchar(v)
+  ap.appendInteger(d.attempts)
+  varchar(ap, d.lastError)
+  int(ap, d.lastStatusCode)
+  bigint(ap, d.nextAttemptAt)
+  bigint(ap, d.createdAt)
+  bigint(ap, d.deliveredAt)
 }
 
 /**
@@ -191,6 +219,8 @@ export class AlarmStore {
       event VARCHAR NOT NULL, body VARCHAR NOT NULL, status VARCHAR NOT NULL, attempts INTEGER NOT NULL,
       last_error VARCHAR, last_status_code INTEGER, next_attempt_at BIGINT NOT NULL, created_at BIGINT NOT NULL,
       delivered_at BIGINT)`)
+    // Per connection and never on disk: the rows of one batched UPDATE (see saveMany).
+    await db.run('CREATE TEMP TABLE alarm_updates AS SELECT * FROM alarms LIMIT 0')
     return new AlarmStore(instance, db)
   }
 
@@ -218,43 +248,37 @@ export class AlarmStore {
 
   /** Writes the alarm's new state, its transition and the webhook deliveries it causes, atomically. */
   save(alarm: AlarmRecord, transition: Transition, deliveries: readonly Delivery[], insert: boolean) {
-    const snapshot = { ...alarm }
+    return this.saveMany([{ alarm: { ...alarm }, transition, deliveries, insert }])
+  }
+
+  /**
+   * Writes many alarm changes in one transaction: all of them or none. A city-wide power or network cut
+   * takes thousands of devices offline at once, and one transaction per alarm cost about 6 ms of CPU each
+   * (a minute of a core for 10,000 alarms, next to the ingest hot path); appenders make it about 5 µs a row.
+   * The caller must not change the records until the returned promise settles.
+   */
+  saveMany(items: readonly AlarmWrite[]): Promise<void> {
     return this.serial(async () => {
+      if (items.length === 0) return
       await this.db.run('BEGIN TRANSACTION')
       try {
-        if (insert) {
-          await this.db.run(
-            `INSERT INTO alarms VALUES ($id, $device, $type, $kind, $name, $regency, $district, $level, $priority,
-              $value, $state, $raised, $updated, $sla, $escalated, $acked, $ackedBy, $cleared, $clearedBy,
-              $closed, $closedBy)`,
-            alarmParams(snapshot),
-          )
-        } else {
-          const { id, device: _d, type: _t, kind: _k, raised: _r, ...rest } = alarmParams(snapshot)
-          await this.db.run(
-            `UPDATE alarms SET name = $name, regency = $regency, district = $district, level = $level,
-              priority = $priority, value = $value, state = $state, updated_at = $updated, sla_due_at = $sla,
-              escalated_at = $escalated, acknowledged_at = $acked, acknowledged_by = $ackedBy,
-              cleared_at = $cleared, cleared_by = $clearedBy, closed_at = $closed, closed_by = $closedBy
-              WHERE id = $id`,
-            { id, ...rest },
-          )
+        const inserts = items.filter((i) => i.insert)
+        const updates = items.filter((i) => !i.insert)
+        if (inserts.length > 0) await this.append('alarms', inserts, (a, i) => appendAlarm(a, i.alarm))
+        if (updates.length > 0) {
+          // Rows to change go through a scratch table: one joined UPDATE instead of one statement per alarm.
+          await this.append('alarm_updates', updates, (a, i) => appendAlarm(a, i.alarm), 'temp')
+          await this.db.run(`UPDATE alarms SET name = u.name, regency = u.regency, district = u.district,
+              level = u.level, priority = u.priority, value = u.value, state = u.state, updated_at = u.updated_at,
+              sla_due_at = u.sla_due_at, escalated_at = u.escalated_at, acknowledged_at = u.acknowledged_at,
+              acknowledged_by = u.acknowledged_by, cleared_at = u.cleared_at, cleared_by = u.cleared_by,
+              closed_at = u.closed_at, closed_by = u.closed_by
+            FROM temp.alarm_updates u WHERE alarms.id = u.id`)
+          await this.db.run('DELETE FROM temp.alarm_updates')
         }
-        await this.db.run(
-          'INSERT INTO alarm_transitions VALUES ($alarm, $seq, $at, $actor, $action, $from, $to, $comment, $detail)',
-          {
-            alarm: transition.alarmId,
-            seq: transition.seq,
-            at: transition.at,
-            actor: transition.actor,
-            action: transition.action,
-            from: transition.fromState,
-            to: transition.toState,
-            comment: transition.comment,
-            detail: transition.detail === null ? null : JSON.stringify(transition.detail),
-          },
-        )
-        for (const d of deliveries) await this.insertDelivery(d)
+        await this.append('alarm_transitions', items, (a, i) => appendTransition(a, i.transition))
+        const deliveries = items.flatMap((i) => i.deliveries)
+        if (deliveries.length > 0) await this.append('webhook_deliveries', deliveries, appendDelivery)
         await this.db.run('COMMIT')
       } catch (err) {
         await this.db.run('ROLLBACK').catch(() => undefined)
@@ -263,26 +287,28 @@ export class AlarmStore {
     })
   }
 
-  private insertDelivery(d: Delivery) {
-    return this.db.run(
-      `INSERT INTO webhook_deliveries VALUES ($id, $alarm, $seq, $url, $event, $body, $status, $attempts, $error,
-        $code, $next, $created, $delivered)`,
-      {
-        id: d.id,
-        alarm: d.alarmId,
-        seq: d.transitionSeq,
-        url: d.url,
-        event: d.event,
-        body: d.body,
-        status: d.status,
-        attempts: d.attempts,
-        error: d.lastError,
-        code: d.lastStatusCode,
-        next: d.nextAttemptAt,
-        created: d.createdAt,
-        delivered: d.deliveredAt,
-      },
-    )
+  private async append<T>(
+    table: string,
+    rows: readonly T[],
+    write: (a: DuckDBAppender, row: T) => void,
+    catalog?: string,
+  ): Promise<void> {
+    const a = await this.db.createAppender(table, catalog === undefined ? null : 'main', catalog ?? null)
+    try {
+      for (const row of rows) {
+        write(a, row)
+        a.endRow()
+      }
+      a.flushSync()
+      a.closeSync()
+    } catch (err) {
+      // Closing flushes: drop the rows that failed so the close does not fail again with them.
+      try {
+        a.clear()
+        a.closeSync()
+      } catch {}
+      throw err
+    }
   }
 
   updateDelivery(d: Delivery) {

@@ -30,6 +30,7 @@ const DEVICES = Number(flags.devices ?? (quick ? 1000 : 10_000))
 if (!Number.isInteger(DEVICES) || DEVICES < 1 || DEVICES > 100_000)
   throw new Error(`bad --devices ${DEVICES}`)
 
+const QUIET_PASSES = 20
 const config = { ...ALARMS_DEFAULTS, evalIntervalMs: 3_600_000, minDurationMs: 60_000 }
 const log = pino({ level: 'silent' })
 const dir = mkdtempSync(join(tmpdir(), 'bench-alarms-'))
@@ -46,6 +47,7 @@ interface PassFigures {
 interface Variant {
   raise: PassFigures
   clear: PassFigures
+  quietPassCpuMs: number
 }
 
 async function run(registry: DeviceRegistry, name: string, perAlarm: boolean): Promise<Variant> {
@@ -102,7 +104,18 @@ async function run(registry: DeviceRegistry, name: string, perAlarm: boolean): P
   }
   const t0 = Date.now()
   status(true, t0)
+  // The cost every second of a fleet where nothing changes: the engine's standing load.
+  live.refresh(t0 + 100)
+  await engine.evaluate(t0 + 100)
+  const quiet0 = process.cpuUsage()
+  for (let i = 1; i <= QUIET_PASSES; i++) await engine.evaluate(t0 + 100 + i)
+  const quiet = process.cpuUsage(quiet0)
+  const quietPassCpuMs = round((quiet.user + quiet.system) / 1000 / QUIET_PASSES)
+  console.log(
+    `${name.padEnd(10)} quiet: a pass over ${DEVICES} devices with nothing to change: ${quietPassCpuMs} ms CPU`,
+  )
   status(false, t0 + 1000)
+  live.refresh(t0 + 2000)
   await engine.evaluate(t0 + 2000)
   const raise = await pass(t0 + 2000 + config.minDurationMs, (n) => n === DEVICES)
   const t1 = t0 + 3000 + config.minDurationMs
@@ -123,7 +136,7 @@ async function run(registry: DeviceRegistry, name: string, perAlarm: boolean): P
         `${f.cpuMs} ms CPU (${f.cpuUsPerAlarm} µs/alarm), event loop blocked ≤ ${f.loopDelayMaxMs} ms`,
     )
   }
-  return { raise, clear }
+  return { raise, clear, quietPassCpuMs }
 }
 
 function round(n: number) {
@@ -166,6 +179,7 @@ try {
       clearCpuRatio: speedup(baseline.clear, batched.clear),
       raiseWallMs: batched.raise.wallMs,
       baselineRaiseWallMs: baseline.raise.wallMs,
+      quietPassCpuMs: batched.quietPassCpuMs,
       loopDelayMaxMs: Math.max(batched.raise.loopDelayMaxMs, batched.clear.loopDelayMaxMs),
       baselineLoopDelayMaxMs: Math.max(baseline.raise.loopDelayMaxMs, baseline.clear.loopDelayMaxMs),
     }),

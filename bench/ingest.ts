@@ -24,6 +24,7 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'string' },
     // Extra Node.js flags for the platform process only (`--platform-node-args=--single-threaded-gc`).
     'platform-node-args': { type: 'string' },
+    timeline: { type: 'boolean', default: false },
   },
 })
 const quick = flags.quick ?? false
@@ -50,6 +51,25 @@ for (const n of [...STEPS, STEP_MS, OVERLOAD_MS, DEVICES, IDLE_DEVICES]) {
 const log = (line: string) => process.stdout.write(`${line}\n`)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+/** Jiffies of all cores from /proc/stat: busy (not idle or waiting on I/O), stolen by the hypervisor, total. */
+function machineJiffies(): { busy: number; steal: number; total: number } {
+  const v = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+  const total = v.slice(0, 8).reduce((a, b) => a + b, 0)
+  return { busy: total - v[3]! - v[4]!, steal: v[7]!, total }
+}
+
+/**
+ * The whole machine's CPU over a step, in % of all cores: when it is near 100, every thread waits for a
+ * core and latency is queueing, not work.
+ */
+function machineCpuSince(from: ReturnType<typeof machineJiffies>): string {
+  const to = machineJiffies()
+  const total = to.total - from.total
+  if (total <= 0) return 'machine CPU unknown'
+  const pct = (n: number) => Math.round((n / total) * 100)
+  return `machine CPU ${pct(to.busy - from.busy)}% busy (steal ${pct(to.steal - from.steal)}%)`
+}
+
 function rssKiB(pid: number): number {
   const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)\s+kB/)
   return m ? Number(m[1]) : 0
@@ -71,6 +91,7 @@ interface StepReport {
   latency: { p50Ms: number; p99Ms: number; count: number }
   latencyAll: { p50Ms: number; p99Ms: number; count: number }
   cpu: { percentOfOneCore: number }
+  bySecond: Array<{ acked: number; maxMs: number }>
   ackedSeqs: Record<string, Array<[number, number]>>
 }
 
@@ -148,6 +169,7 @@ const baseline = { best: 0, pubackP50: Number.NaN, pubackP99: Number.NaN, puback
   }))
   for (const rate of STEPS) {
     delivered = 0
+    const cpuFrom = machineJiffies()
     const r = await runStep({
       url: `mqtt://127.0.0.1:${port}`,
       devices,
@@ -156,11 +178,12 @@ const baseline = { best: 0, pubackP50: Number.NaN, pubackP99: Number.NaN, puback
       warmupMs: WARMUP_MS,
       qos: 1,
     })
+    const machineCpu = machineCpuSince(cpuFrom)
     const deadline = Date.now() + STORE_DEADLINE_MS
     while (delivered < r.acked && Date.now() < deadline) await sleep(100)
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && delivered >= r.acked
     log(
-      `baseline ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, delivered ${delivered}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), broker RSS ${Math.round(rssKiB(broker.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core — ${ok ? 'sustained' : 'NOT sustained'}`,
+      `baseline ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, delivered ${delivered}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), broker RSS ${Math.round(rssKiB(broker.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${machineCpu} — ${ok ? 'sustained' : 'NOT sustained'}`,
     )
     if (rate === LATENCY_RATE) {
       baseline.pubackP50 = r.latency.p50Ms
@@ -330,6 +353,7 @@ try {
     sampling = rate === LATENCY_RATE
     const metricsUrl = `http://127.0.0.1:${httpPort}/metrics`
     const durableBefore = await histogramBuckets(metricsUrl, 'ingest_publish_to_durable_seconds')
+    const cpuFrom = machineJiffies()
     const r = await runStep({
       url: `mqtt://127.0.0.1:${mqttPort}`,
       devices,
@@ -339,12 +363,18 @@ try {
       qos: 1,
       firstSeq: base,
     })
+    const machineCpu = machineCpuSince(cpuFrom)
     sampling = false
     const missing = await allStored(r, base, STORE_DEADLINE_MS)
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && missing === 0
     log(
-      `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core — ${ok ? 'sustained' : 'NOT sustained'}`,
+      `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${machineCpu} — ${ok ? 'sustained' : 'NOT sustained'}`,
     )
+    // `--timeline`: the slowest PUBACK per second of the step, to tell one stall from a spread-out tail.
+    if (flags.timeline)
+      log(
+        `ours     ${String(rate).padStart(6)}/s: slowest PUBACK per second (ms) ${r.bySecond.map((b) => b.maxMs).join(' ')}`,
+      )
     if (rate === LATENCY_RATE) {
       pubackP50 = r.latency.p50Ms
       pubackP99 = r.latency.p99Ms

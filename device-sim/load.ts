@@ -82,6 +82,11 @@ export interface LoadReport {
   readonly latency: LatencySummary
   /** Publish to PUBACK over the whole send window, warm-up included. */
   readonly latencyAll: LatencySummary
+  /**
+   * Per second of the send window (by send time): acknowledgements, and the slowest publish to PUBACK in
+   * ms. Shows whether a tail is one stall or spread over the window.
+   */
+  readonly bySecond: ReadonlyArray<{ readonly acked: number; readonly maxMs: number }>
   /** CPU of this whole process over the send window (the broker too, if it runs in-process). */
   readonly cpu: { readonly userMs: number; readonly systemMs: number; readonly percentOfOneCore: number }
   /** Per device, the seqs that were acknowledged: the platform must have stored every one of them. */
@@ -128,6 +133,8 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
   const latencyAll = new LatencyHistogram()
   /** performance.now() from which publishes count in `latency`; set when sending starts. */
   let steadyFrom = Number.POSITIVE_INFINITY
+  let sendStartedAt = Number.POSITIVE_INFINITY
+  const bySecond: Array<{ acked: number; maxMs: number }> = []
   const counters = { sent: 0, acked: 0, errors: 0, disconnects: 0, stalls: 0 }
   let firstConnectError: string | undefined
   let sending = false
@@ -169,6 +176,13 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
       const ms = performance.now() - entry.sentAt
       latencyAll.record(ms)
       if (entry.sentAt >= steadyFrom) latency.record(ms)
+      const second = Math.floor((entry.sentAt - sendStartedAt) / 1000)
+      if (second >= 0 && second < 3600) {
+        for (let i = bySecond.length; i <= second; i++) bySecond.push({ acked: 0, maxMs: 0 })
+        const b = bySecond[second]!
+        b.acked++
+        if (ms > b.maxMs) b.maxMs = Math.round(ms)
+      }
       conn.acked.add(entry.seq)
       counters.acked++
       if (!sending && onAllAcked !== undefined && counters.acked >= counters.sent) onAllAcked()
@@ -287,6 +301,7 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
   const corked: Conn[] = []
   const sendStart = performance.now()
   steadyFrom = sendStart + options.warmupMs
+  sendStartedAt = sendStart
   const cpuStart = process.cpuUsage()
   const hardStopMs = options.durationMs * 1.5 + 1000
   const maxPerTick = Math.max(1, Math.ceil(options.ratePerSec / 4))
@@ -383,6 +398,7 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
     achievedRatePerSec: sendMs > 0 ? Math.round((counters.sent * 1000) / sendMs) : 0,
     latency: latency.summary(),
     latencyAll: latencyAll.summary(),
+    bySecond,
     cpu: {
       userMs: Math.round(cpu.user / 1000),
       systemMs: Math.round(cpu.system / 1000),

@@ -135,6 +135,31 @@ describe('alarm engine and its store', () => {
     ])
   })
 
+  it('refuses two changes of one alarm in one batch, storing neither', async () => {
+    const [stored] = await store.list({ deviceId: DEVICE, limit: 1 })
+    const change = (seq: number, state: 'acknowledged' | 'cleared') => ({
+      alarm: { ...stored!, state, updatedAt: stored!.updatedAt + seq },
+      transition: {
+        alarmId,
+        seq,
+        at: stored!.updatedAt + seq,
+        actor: 'system',
+        action: state,
+        fromState: 'raised' as const,
+        toState: state,
+        comment: null,
+        detail: null,
+      },
+      deliveries: [],
+      insert: false,
+    })
+    await expect(store.saveMany([change(2, 'acknowledged'), change(3, 'cleared')])).rejects.toThrow(
+      'more than one change',
+    )
+    expect(await store.get(alarmId)).toMatchObject({ state: 'raised' })
+    expect((await store.transitions(alarmId)).map((t) => t.seq)).toEqual([1])
+  })
+
   it('leaves the alarm as it was when the store refuses the transition', async () => {
     gate.fail = new Error('disk full')
     await expect(engine.act(alarmId, 'acknowledged', 'operator-wayan', 'on it')).rejects.toThrow('disk full')

@@ -258,6 +258,10 @@ export class AlarmStore {
    * The caller must not change the records until the returned promise settles.
    */
   saveMany(items: readonly AlarmWrite[]): Promise<void> {
+    // Two changes of one alarm would need ordering inside the joined UPDATE: the caller batches one per alarm.
+    const ids = new Set(items.map((i) => i.alarm.id))
+    if (ids.size !== items.length)
+      return Promise.reject(new Error('saveMany: more than one change of an alarm'))
     return this.serial(async () => {
       if (items.length === 0) return
       await this.db.run('BEGIN TRANSACTION')

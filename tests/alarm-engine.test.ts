@@ -69,22 +69,24 @@ describe('alarm engine and its store', () => {
       closedAt: null,
       closedBy: null,
     }
-    await store.save(
-      raised,
+    await store.saveMany([
       {
-        alarmId,
-        seq: 1,
-        at: now,
-        actor: 'system',
-        action: 'raised',
-        fromState: null,
-        toState: 'raised',
-        comment: null,
-        detail: null,
+        alarm: raised,
+        transition: {
+          alarmId,
+          seq: 1,
+          at: now,
+          actor: 'system',
+          action: 'raised',
+          fromState: null,
+          toState: 'raised',
+          comment: null,
+          detail: null,
+        },
+        deliveries: [],
+        insert: true,
       },
-      [],
-      true,
-    )
+    ])
     gate = { hold: undefined, fail: undefined }
     const saveMany = store.saveMany.bind(store)
     store.saveMany = async (...args) => {

@@ -5,7 +5,8 @@
 // them all. Times both passes of the real engine over a real alarm store (DuckDB) and reports CPU and wall
 // time per alarm and the platform thread's event-loop delay during the pass. In the same run, the
 // baseline: the same engine with every change stored in its own transaction, which is what the engine
-// did before it stored a pass a slice at a time. Prints one line per measurement and a final JSON line.
+// did before it stored a pass a slice at a time. Before that, the fleet's first connection: activating
+// every device at once against one request at a time. Prints one line per measurement and a final JSON line.
 // Not a test: nothing here asserts a speed.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -163,6 +164,32 @@ try {
     )
   }
   console.log(`registered ${DEVICES} devices in ${Math.round(performance.now() - t)} ms`)
+  // The fleet's first connection: the broker activates every provisioned device. Half of them one request
+  // at a time (each its own transaction: the baseline), the other half all at once as the broker asks.
+  const ids = registry.list().map((d) => d.id)
+  const half = Math.floor(ids.length / 2)
+  const activate = async (what: string, go: () => Promise<unknown>, n: number) => {
+    const cpu0 = process.cpuUsage()
+    const t0 = performance.now()
+    await go()
+    const wall = performance.now() - t0
+    const cpu = process.cpuUsage(cpu0)
+    const usPer = round((cpu.user + cpu.system) / n)
+    console.log(`activate ${what}: ${n} devices in ${round(wall)} ms wall, ${usPer} µs CPU per device`)
+    return usPer
+  }
+  const activateOneByOneUs = await activate(
+    'one at a time',
+    async () => {
+      for (const id of ids.slice(0, half)) await registry.setStatus(id, 'active', 'bench')
+    },
+    half,
+  )
+  const activateAtOnceUs = await activate(
+    'all at once  ',
+    () => Promise.all(ids.slice(half).map((id) => registry.setStatus(id, 'active', 'bench'))),
+    ids.length - half,
+  )
   // Baseline first, so the batched run does not benefit from a warmer process alone; both are one run each.
   const baseline = await run(registry, 'per-alarm', true)
   const batched = await run(registry, 'batched', false)
@@ -180,6 +207,8 @@ try {
       raiseWallMs: batched.raise.wallMs,
       baselineRaiseWallMs: baseline.raise.wallMs,
       quietPassCpuMs: batched.quietPassCpuMs,
+      activateCpuUsPerDevice: activateAtOnceUs,
+      baselineActivateCpuUsPerDevice: activateOneByOneUs,
       loopDelayMaxMs: Math.max(batched.raise.loopDelayMaxMs, batched.clear.loopDelayMaxMs),
       baselineLoopDelayMaxMs: Math.max(baseline.raise.loopDelayMaxMs, baseline.clear.loopDelayMaxMs),
     }),

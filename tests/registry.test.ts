@@ -128,4 +128,57 @@ describe('device registry', () => {
     expect(seen).toEqual(['register:provisioned', 'rotate-secret:provisioned', 'status:revoked'])
     await registry.close()
   })
+
+  it('activates a whole fleet on first connection in a few transactions, each request answered on its own', async () => {
+    const { dir, registry } = await open()
+    const ids = Array.from({ length: 200 }, (_, i) => `mtr-counter-${String(i).padStart(3, '0')}`)
+    for (const id of ids)
+      await registry.register({ ...RIVER_DEVICE, id, name: `Pasar counter ${id}` }, 'installer-made')
+    await registry.setStatus(ids[0]!, 'revoked', 'admin')
+    const db = (registry as unknown as { db: { run: (sql: string, ...rest: unknown[]) => Promise<unknown> } })
+      .db
+    const run = db.run.bind(db)
+    const statements: string[] = []
+    db.run = (sql, ...rest) => {
+      statements.push(sql.split(' ')[0]!)
+      return run(sql, ...rest)
+    }
+    const changed: string[] = []
+    registry.on('changed', (c) => changed.push(`${c.device.id}:${c.device.status}`))
+    // As the broker does when every device connects at once, plus what can go wrong among them.
+    const results = await Promise.allSettled([
+      ...ids.map((id) => registry.setStatus(id, 'active', 'broker')),
+      registry.setStatus('mtr-counter-999', 'active', 'broker'),
+      registry.setStatus(ids[1]!, 'active', 'broker'),
+      registry.setStatus(ids[2]!, 'decommissioned', 'admin'),
+    ])
+    // A few transactions of a few statements each, not an UPDATE and an INSERT per device.
+    expect(statements.filter((s) => s === 'BEGIN').length).toBeGreaterThanOrEqual(1)
+    expect(statements.length).toBeLessThanOrEqual(15)
+    // The revoked device cannot become active; an unknown device is not found; the rest are active.
+    expect(results[0]).toMatchObject({ status: 'rejected', reason: { code: 'invalid_transition' } })
+    expect(results[200]).toMatchObject({ status: 'rejected', reason: { code: 'device_not_found' } })
+    for (const r of [...results.slice(1, 200), results[201]])
+      expect(r).toMatchObject({ status: 'fulfilled', value: { status: 'active', updatedBy: 'broker' } })
+    // Asked twice in one batch: active, then decommissioned, both audited in order.
+    expect(results[202]).toMatchObject({ status: 'fulfilled', value: { status: 'decommissioned' } })
+    expect(registry.get(ids[2]!)?.status).toBe('decommissioned')
+    expect(changed).toHaveLength(200)
+    expect(changed.filter((c) => c.startsWith(`${ids[2]}:`))).toEqual([
+      `${ids[2]}:active`,
+      `${ids[2]}:decommissioned`,
+    ])
+    const trail = await registry.auditLog({ deviceId: ids[2]!, limit: 10 })
+    expect(trail.map((e) => e.action).sort()).toEqual(['register', 'status:active', 'status:decommissioned'])
+    await registry.close()
+
+    const { registry: again } = await open(dir)
+    expect(again.list().filter((d) => d.status === 'active')).toHaveLength(198)
+    expect(again.get(ids[0]!)?.status).toBe('revoked')
+    expect(again.get(ids[2]!)?.status).toBe('decommissioned')
+    expect((await again.auditLog({ limit: 1000 })).filter((e) => e.action === 'status:active')).toHaveLength(
+      199,
+    )
+    await again.close()
+  }, 60_000)
 })

@@ -1,5 +1,6 @@
 import { type DuckDBAppender, type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api'
 import type { DeviceKind } from '../../firmware-contracts/index.ts'
+import { appendRows } from '../../ingest/duckdb-append.ts'
 import type { AlarmPriority } from './config.ts'
 import type { AlarmType } from './rules.ts'
 
@@ -265,10 +266,13 @@ export class AlarmStore {
       try {
         const inserts = items.filter((i) => i.insert)
         const updates = items.filter((i) => !i.insert)
-        if (inserts.length > 0) await this.append('alarms', inserts, (a, i) => appendAlarm(a, i.alarm))
+        if (inserts.length > 0)
+          await appendRows(this.db, 'alarms', inserts, (a, i) => appendAlarm(a, i.alarm))
         if (updates.length > 0) {
           // Rows to change go through a scratch table: one joined UPDATE instead of one statement per alarm.
-          await this.append('alarm_updates', updates, (a, i) => appendAlarm(a, i.alarm), 'temp')
+          await appendRows(this.db, 'alarm_updates', updates, (a, i) => appendAlarm(a, i.alarm), {
+            temp: true,
+          })
           await this.db.run(`UPDATE alarms SET name = u.name, regency = u.regency, district = u.district,
               level = u.level, priority = u.priority, value = u.value, state = u.state, updated_at = u.updated_at,
               sla_due_at = u.sla_due_at, escalated_at = u.escalated_at, acknowledged_at = u.acknowledged_at,
@@ -277,39 +281,15 @@ export class AlarmStore {
             FROM temp.alarm_updates u WHERE alarms.id = u.id`)
           await this.db.run('DELETE FROM temp.alarm_updates')
         }
-        await this.append('alarm_transitions', items, (a, i) => appendTransition(a, i.transition))
+        await appendRows(this.db, 'alarm_transitions', items, (a, i) => appendTransition(a, i.transition))
         const deliveries = items.flatMap((i) => i.deliveries)
-        if (deliveries.length > 0) await this.append('webhook_deliveries', deliveries, appendDelivery)
+        if (deliveries.length > 0) await appendRows(this.db, 'webhook_deliveries', deliveries, appendDelivery)
         await this.db.run('COMMIT')
       } catch (err) {
         await this.db.run('ROLLBACK').catch(() => undefined)
         throw err
       }
     })
-  }
-
-  private async append<T>(
-    table: string,
-    rows: readonly T[],
-    write: (a: DuckDBAppender, row: T) => void,
-    catalog?: string,
-  ): Promise<void> {
-    const a = await this.db.createAppender(table, catalog === undefined ? null : 'main', catalog ?? null)
-    try {
-      for (const row of rows) {
-        write(a, row)
-        a.endRow()
-      }
-      a.flushSync()
-      a.closeSync()
-    } catch (err) {
-      // Closing flushes: drop the rows that failed so the close does not fail again with them.
-      try {
-        a.clear()
-        a.closeSync()
-      } catch {}
-      throw err
-    }
   }
 
   updateDelivery(d: Delivery) {

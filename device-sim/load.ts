@@ -133,7 +133,6 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
   const latencyAll = new LatencyHistogram()
   /** performance.now() from which publishes count in `latency`; set when sending starts. */
   let steadyFrom = Number.POSITIVE_INFINITY
-  let sendStartedAt = Number.POSITIVE_INFINITY
   const bySecond: Array<{ acked: number; maxMs: number }> = []
   const counters = { sent: 0, acked: 0, errors: 0, disconnects: 0, stalls: 0 }
   let firstConnectError: string | undefined
@@ -176,7 +175,8 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
       const ms = performance.now() - entry.sentAt
       latencyAll.record(ms)
       if (entry.sentAt >= steadyFrom) latency.record(ms)
-      const second = Math.floor((entry.sentAt - sendStartedAt) / 1000)
+      // Seconds since sending started (before that, steadyFrom is infinite and this is negative).
+      const second = Math.floor((entry.sentAt - (steadyFrom - options.warmupMs)) / 1000)
       if (second >= 0 && second < 3600) {
         for (let i = bySecond.length; i <= second; i++) bySecond.push({ acked: 0, maxMs: 0 })
         const b = bySecond[second]!
@@ -301,7 +301,6 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
   const corked: Conn[] = []
   const sendStart = performance.now()
   steadyFrom = sendStart + options.warmupMs
-  sendStartedAt = sendStart
   const cpuStart = process.cpuUsage()
   const hardStopMs = options.durationMs * 1.5 + 1000
   const maxPerTick = Math.max(1, Math.ceil(options.ratePerSec / 4))

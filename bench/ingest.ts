@@ -24,6 +24,8 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'string' },
     // Extra Node.js flags for the platform process only (`--platform-node-args=--single-threaded-gc`).
     'platform-node-args': { type: 'string' },
+    // Extra environment for the platform process (`--platform-env PLATFORM_BACKGROUND_NICE=0,LIVE_INTERVAL_MS=1000`).
+    'platform-env': { type: 'string' },
     timeline: { type: 'boolean', default: false },
   },
 })
@@ -220,6 +222,13 @@ const platform = spawnTs(
     MQTT_DEVICE_RATE_PER_SEC: '1000',
     MQTT_DEVICE_BURST: '10000',
     MQTT_DEVICE_FLOOD_LIMIT: '100000',
+    ...Object.fromEntries(
+      (flags['platform-env']?.split(',').filter((a) => a !== '') ?? []).map((kv) => {
+        const eq = kv.indexOf('=')
+        if (eq < 1) throw new Error(`bench: --platform-env expects KEY=VALUE pairs, got "${kv}"`)
+        return [kv.slice(0, eq), kv.slice(eq + 1)]
+      }),
+    ),
   },
   // `--cpu-prof DIR`: a V8 CPU profile of the platform, written when it exits (open it in Chrome DevTools).
   [

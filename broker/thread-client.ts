@@ -29,6 +29,8 @@ export interface BrokerThreadDeps {
 
 export interface BrokerThread {
   readonly addresses: BrokerAddresses
+  /** Kernel ids of the threads on the acknowledgement path (empty where the OS gives none). */
+  readonly threadIds: readonly number[]
   /** The platform thread's half of the spool: what the store writer and the live views read. */
   readonly feed: SpoolFeed
   /** The broker thread's own metrics, for /metrics. */
@@ -86,12 +88,14 @@ export async function startBrokerThread(
   const once = new Map<string, () => void>()
   const waitFor = (t: 'broker-stopped' | 'closed') => new Promise<void>((resolve) => once.set(t, resolve))
 
-  let started: (addresses: BrokerAddresses) => void = () => undefined
+  let started: (l: { addresses: BrokerAddresses; threadIds: readonly number[] }) => void = () => undefined
   let failedToStart: (err: Error) => void = () => undefined
-  const listening = new Promise<BrokerAddresses>((resolve, reject) => {
-    started = resolve
-    failedToStart = reject
-  })
+  const listening = new Promise<{ addresses: BrokerAddresses; threadIds: readonly number[] }>(
+    (resolve, reject) => {
+      started = resolve
+      failedToStart = reject
+    },
+  )
   let isListening = false
   const fail = (err: Error) => {
     if (closed) return
@@ -116,7 +120,7 @@ export async function startBrokerThread(
         return
       case 'listening':
         isListening = true
-        started(message.addresses)
+        started(message)
         return
       case 'durable':
         feed?.receive(message.batch)
@@ -164,8 +168,9 @@ export async function startBrokerThread(
   })
 
   let addresses: BrokerAddresses
+  let threadIds: readonly number[]
   try {
-    addresses = await listening
+    ;({ addresses, threadIds } = await listening)
   } catch (err) {
     await worker.terminate()
     throw err
@@ -175,6 +180,7 @@ export async function startBrokerThread(
 
   return {
     addresses,
+    threadIds,
     feed: readyFeed,
     metrics: () =>
       closed

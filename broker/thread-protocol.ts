@@ -34,7 +34,12 @@ export type FromBrokerThread =
       readonly position: { readonly checkpoint: number; readonly durable: number }
       readonly diskBytes: number
     }
-  | { readonly t: 'listening'; readonly addresses: BrokerAddresses }
+  | {
+      readonly t: 'listening'
+      readonly addresses: BrokerAddresses
+      /** Kernel ids of the acknowledgement path's threads (this one and the spool's sync thread), Linux. */
+      readonly threadIds: readonly number[]
+    }
   | { readonly t: 'durable'; readonly batch: DurableBatch }
   | { readonly t: 'disk'; readonly state: SpoolDiskState }
   | { readonly t: 'status'; readonly event: DeviceStatusEvent }

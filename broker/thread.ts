@@ -9,6 +9,7 @@ import { createMetrics } from '../ingest/metrics.ts'
 import { RegistryReplica } from '../ingest/registry-replica.ts'
 import { SpoolLog } from '../ingest/spool.ts'
 import { createBroker, type PlatformBroker } from './broker.ts'
+import { currentThreadId } from './thread-priority.ts'
 import type { BrokerThreadInit, FromBrokerThread, ToBrokerThread } from './thread-protocol.ts'
 
 const port = parentPort
@@ -71,7 +72,9 @@ try {
   post({ t: 'opened', position: spool.position, diskBytes: spool.diskBytes })
   const ingest = new Ingest(init.ingest, { spool, bus, metrics, log })
   broker = await createBroker(init.broker, { registry, ingest, bus, metrics, log })
-  post({ t: 'listening', addresses: await broker.start() })
+  const addresses = await broker.start()
+  const threadIds = [currentThreadId(), await spool.ioThreadId()].filter((t) => t !== undefined)
+  post({ t: 'listening', addresses, threadIds })
 } catch (err) {
   const e = err instanceof Error ? err : new Error(String(err))
   post({ t: 'failed', message: e.message, ...(e.stack !== undefined && { stack: e.stack }) })

@@ -4,6 +4,8 @@ import { Worker } from 'node:worker_threads'
 /** Writes a group commit to a segment file and fdatasyncs it. One call at a time. */
 export interface SpoolIo {
   writeAndSync(fd: number, text: string): Promise<void>
+  /** The kernel id of the thread that syncs (Linux), once it runs; undefined when it is the caller's. */
+  threadId(): Promise<number | undefined>
   close(): Promise<void>
 }
 
@@ -25,6 +27,7 @@ export function inlineSpoolIo(): SpoolIo {
         return Promise.reject(err)
       }
     },
+    threadId: () => Promise.resolve(undefined),
     close: () => Promise.resolve(),
   }
 }
@@ -32,7 +35,10 @@ export function inlineSpoolIo(): SpoolIo {
 // Plain JavaScript, so the thread starts in milliseconds without a TypeScript loader.
 const IO_THREAD_SOURCE = `
 const { parentPort } = require('node:worker_threads')
-const { fdatasyncSync, writeSync } = require('node:fs')
+const { fdatasyncSync, readlinkSync, writeSync } = require('node:fs')
+let tid = null
+try { tid = Number(readlinkSync('/proc/thread-self').split('/').pop()) } catch {}
+parentPort.postMessage({ tid })
 parentPort.on('message', ({ fd, text }) => {
   try {
     const data = Buffer.from(text, 'utf8')
@@ -61,14 +67,22 @@ export function threadSpoolIo(): SpoolIo {
     pending?.reject(err)
     pending = undefined
   }
-  worker.on('message', (error: string | null) => {
+  let tidKnown: (tid: number | undefined) => void = () => undefined
+  const tid = new Promise<number | undefined>((resolve) => {
+    tidKnown = resolve
+  })
+  worker.on('message', (error: string | null | { tid: number | null }) => {
+    if (typeof error === 'object' && error !== null) return tidKnown(error.tid ?? undefined)
     const p = pending
     pending = undefined
     if (error === null) p?.resolve()
     else p?.reject(new Error(error))
   })
   worker.on('error', fail)
-  worker.on('exit', () => fail(new Error('spool io thread exited')))
+  worker.on('exit', () => {
+    tidKnown(undefined)
+    fail(new Error('spool io thread exited'))
+  })
   return {
     writeAndSync: (fd, text) => {
       if (broken) return Promise.reject(broken)
@@ -78,6 +92,7 @@ export function threadSpoolIo(): SpoolIo {
         worker.postMessage({ fd, text })
       })
     },
+    threadId: () => tid,
     close: async () => {
       broken ??= new Error('spool io closed')
       await worker.terminate()

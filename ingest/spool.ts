@@ -186,6 +186,11 @@ export class SpoolLog {
     return log
   }
 
+  /** The kernel id of the thread that makes commits durable, when it is not the caller's (`ioThread`). */
+  ioThreadId(): Promise<number | undefined> {
+    return this.io.threadId()
+  }
+
   /** Confirmed and durable offsets found on open: what the feed must replay. */
   get position(): { checkpoint: number; durable: number } {
     return { checkpoint: this.checkpoint, durable: this.durable }

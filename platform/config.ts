@@ -11,10 +11,13 @@ export const PlatformEnvSchema = z.object({
   SIM_DEVICES_PER_KIND: envInt(1, 1000).default(3),
   SIM_INTERVAL_MS: envInt(1000, 3_600_000).default(5000),
   SIM_SEED: envInt(0, 2 ** 31 - 1).default(20261123),
+  /** Nice value of every thread but the acknowledgement path's (Linux); 0 leaves priorities alone. */
+  PLATFORM_BACKGROUND_NICE: envInt(0, 19).default(10),
 })
 
 export interface PlatformConfig {
   readonly logLevel: z.infer<typeof PlatformEnvSchema>['LOG_LEVEL']
+  readonly backgroundNice: number
   readonly broker: BrokerConfig
   readonly ingest: IngestConfig
   readonly dashboard: DashboardConfig
@@ -51,6 +54,7 @@ export function loadPlatformConfig(env: Readonly<Record<string, string | undefin
     throw new ConfigError('platform', problems)
   return {
     logLevel: platform.LOG_LEVEL,
+    backgroundNice: platform.PLATFORM_BACKGROUND_NICE,
     broker,
     ingest,
     dashboard,

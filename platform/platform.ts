@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { startBrokerThread } from '../broker/thread-client.ts'
+import { lowerBackgroundPriority } from '../broker/thread-priority.ts'
 import { ALARMS_DEFAULTS, AlarmEngine, AlarmStore, WebhookDispatcher } from '../dashboard-api/alarms/index.ts'
 import { buildApp, LiveState } from '../dashboard-api/index.ts'
 import { PlatformBus } from '../ingest/events.ts'
@@ -33,6 +34,8 @@ export interface Platform {
   readonly fleet: SimulatedFleet | undefined
   readonly metrics: ReturnType<typeof createMetrics>
   readonly rejections: RejectionLog
+  /** Kernel ids of the acknowledgement path's threads, left at normal priority (Linux; else empty). */
+  readonly ackThreadIds: readonly number[]
   /** Graceful stop: refuse new connections, flush what was accepted to the store, close everything. */
   stop(options?: { flushTimeoutMs?: number }): Promise<void>
 }
@@ -131,6 +134,13 @@ export async function startPlatform(
       },
     )
     cleanup.unshift(() => broker.close())
+    // A store batch, a live tick or an analyst's query waits for a core, not a device's PUBACK.
+    const priority =
+      config.backgroundNice > 0
+        ? lowerBackgroundPriority({ nice: config.backgroundNice, keep: broker.threadIds, sweepMs: 10_000 })
+        : undefined
+    cleanup.unshift(() => priority?.stop())
+    log.debug({ lowered: priority?.lowered ?? 0, kept: broker.threadIds }, 'background threads lowered')
     const spool = broker.feed
     spool.onReadings((readings) => bus.emit('readings.accepted', readings))
     metrics.addSource(() => broker.metrics())
@@ -189,6 +199,7 @@ export async function startPlatform(
       live.close()
       await alarmStore.close()
       await broker.close()
+      priority?.stop()
       await store.close()
       await registry.close()
     }
@@ -207,6 +218,7 @@ export async function startPlatform(
       fleet,
       metrics,
       rejections,
+      ackThreadIds: broker.threadIds,
       stop,
     }
   } catch (err) {

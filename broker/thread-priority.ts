@@ -1,0 +1,87 @@
+import { readdirSync, readlinkSync } from 'node:fs'
+import { getPriority, setPriority } from 'node:os'
+
+/**
+ * The kernel's id of the calling thread (Linux: `/proc/thread-self`), or undefined where there is none.
+ * Each thread must ask for itself; Node.js gives no other way to name a thread to the scheduler.
+ */
+export function currentThreadId(): number | undefined {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
+    return Number.isInteger(tid) && tid > 0 ? tid : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Threads of every running acknowledgement path in this process, with how many callers keep each. */
+const keptThreads = new Map<number, number>()
+
+export interface BackgroundPriorityOptions {
+  /** Nice value (1–19) for every thread of this process except the `keep` ones. */
+  readonly nice: number
+  /** Threads left at their priority: the acknowledgement path (broker thread, spool sync thread). */
+  readonly keep: readonly number[]
+  /** How often threads started since (libuv's pool, DuckDB's workers) are looked for. */
+  readonly sweepMs: number
+}
+
+export interface BackgroundPriority {
+  /** Threads lowered so far. */
+  readonly lowered: number
+  stop(): void
+}
+
+/**
+ * Lowers the scheduling priority of the platform's background threads (store writer, live stream, alarm
+ * engine, queries, DuckDB, gzip) under the acknowledgement path's. On a loaded machine the kernel then runs
+ * the broker thread and the spool's fdatasync as soon as they wake, and a store batch or a dashboard tick
+ * waits instead of a device's PUBACK. Nothing is starved: a niced thread still gets every idle cycle, and
+ * when the background falls behind, the spool's back-pressure slows devices, which frees the CPU for it.
+ *
+ * Linux only (per-thread nice through `setpriority` on a thread id); elsewhere it does nothing. Lowering a
+ * priority needs no privilege. Threads the process starts later inherit their creator's nice value, but
+ * some are created by threads left at normal priority, hence the periodic sweep.
+ */
+export function lowerBackgroundPriority(options: BackgroundPriorityOptions): BackgroundPriority {
+  if (process.platform !== 'linux' || options.keep.length === 0) return { lowered: 0, stop: () => undefined }
+  // Shared by every platform in the process (tests start several): none lowers another's broker thread.
+  for (const tid of options.keep) keptThreads.set(tid, (keptThreads.get(tid) ?? 0) + 1)
+  let lowered = 0
+  const sweep = () => {
+    let tids: string[]
+    try {
+      tids = readdirSync('/proc/self/task')
+    } catch {
+      return
+    }
+    for (const name of tids) {
+      const tid = Number(name)
+      if (keptThreads.has(tid)) continue
+      try {
+        if (getPriority(tid) < options.nice) {
+          setPriority(tid, options.nice)
+          lowered++
+        }
+      } catch {
+        // The thread ended between the listing and the call.
+      }
+    }
+  }
+  sweep()
+  const timer = setInterval(sweep, options.sweepMs)
+  timer.unref()
+  return {
+    get lowered() {
+      return lowered
+    },
+    stop: () => {
+      clearInterval(timer)
+      for (const tid of options.keep) {
+        const n = (keptThreads.get(tid) ?? 1) - 1
+        if (n > 0) keptThreads.set(tid, n)
+        else keptThreads.delete(tid)
+      }
+    },
+  }
+}

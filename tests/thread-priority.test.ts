@@ -1,0 +1,98 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { Worker } from 'node:worker_threads'
+import { afterEach, describe, expect, it } from 'vitest'
+import { currentThreadId, lowerBackgroundPriority } from '../broker/thread-priority.ts'
+import { ConfigError } from '../firmware-contracts/index.ts'
+import { loadPlatformConfig } from '../platform/config.ts'
+import { eventually, startTestPlatform, type TestPlatform } from './helpers/platform.ts'
+
+// The acknowledgement path (broker thread, spool sync thread) keeps its priority; the platform's other
+// threads are lowered so that on a loaded machine the kernel runs PUBACKs first. Linux only.
+const linux = process.platform === 'linux'
+
+/** Nice value of a thread of this process, from /proc (field 19 of stat). */
+function niceOf(tid: number): number {
+  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])
+}
+
+const threads = () => readdirSync('/proc/self/task').map(Number)
+
+let platform: TestPlatform | undefined
+const workers: Worker[] = []
+afterEach(async () => {
+  await platform?.close()
+  platform = undefined
+  for (const w of workers.splice(0)) await w.terminate()
+})
+
+describe('background thread priority', () => {
+  it.runIf(linux)(
+    'leaves the broker and spool threads at normal priority and lowers all others',
+    async () => {
+      const before = niceOf(process.pid)
+      platform = await startTestPlatform({ env: { PLATFORM_BACKGROUND_NICE: '7' } })
+      const ack = platform.ackThreadIds
+      expect(ack).toHaveLength(2)
+      for (const tid of ack) {
+        expect(threads()).toContain(tid)
+        expect(niceOf(tid)).toBe(before)
+      }
+      const others = threads().filter((t) => !ack.includes(t))
+      expect(others).toContain(process.pid)
+      for (const tid of others) expect(niceOf(tid)).toBeGreaterThanOrEqual(7)
+    },
+  )
+
+  it.runIf(linux)('lowers threads that a kept thread starts later, on its next sweep', async () => {
+    // A kept thread's children inherit its normal priority: only the sweep can find them.
+    const parent = new Worker(
+      `
+      const { parentPort, Worker } = require('node:worker_threads')
+      const { readlinkSync } = require('node:fs')
+      const tid = () => Number(readlinkSync('/proc/thread-self').split('/').pop())
+      parentPort.postMessage({ self: tid() })
+      parentPort.on('message', () => {
+        const child = new Worker("require('node:worker_threads').parentPort.postMessage(Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop())); setInterval(() => {}, 1000)", { eval: true })
+        child.on('message', (t) => parentPort.postMessage({ child: t }))
+      })
+      `,
+      { eval: true },
+    )
+    workers.push(parent)
+    const next = () => new Promise<Record<string, number>>((r) => parent.once('message', r))
+    const { self } = await next()
+    const priority = lowerBackgroundPriority({ nice: 12, keep: [self!], sweepMs: 50 })
+    try {
+      expect(niceOf(currentThreadId()!)).toBeGreaterThanOrEqual(12)
+      const start = niceOf(self!)
+      expect(start).toBeLessThan(12)
+      const asked = next()
+      parent.postMessage('start')
+      const { child } = await asked
+      await eventually(async () => {
+        expect(niceOf(child!)).toBeGreaterThanOrEqual(12)
+        return true
+      })
+      expect(niceOf(self!)).toBe(start)
+      expect(priority.lowered).toBeGreaterThan(0)
+    } finally {
+      priority.stop()
+    }
+  })
+
+  it('takes 0 (off) to 19 from PLATFORM_BACKGROUND_NICE and refuses anything else', () => {
+    expect(loadPlatformConfig({}).backgroundNice).toBe(10)
+    expect(loadPlatformConfig({ PLATFORM_BACKGROUND_NICE: '0' }).backgroundNice).toBe(0)
+    for (const bad of ['-1', '20', 'high', '2.5']) {
+      let error: unknown
+      try {
+        loadPlatformConfig({ PLATFORM_BACKGROUND_NICE: bad })
+      } catch (err) {
+        error = err
+      }
+      expect(error).toBeInstanceOf(ConfigError)
+      expect((error as Error).message).toContain('PLATFORM_BACKGROUND_NICE')
+    }
+  })
+})

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   Aggregator,
@@ -151,6 +152,25 @@ describe('rolling windows', () => {
     m.add(t0, 1000) // two hours older: outside every window
     m.add(t0 + 119 * 60_000, 20) // late but inside
     expect(m.window('h1', t0 + 120 * 60_000)).toEqual({ mean: 15, min: 10, max: 20, count: 2 })
+  })
+  it('hour coverage (the incomplete-data rule) agrees with the hour window and the sparkline', () => {
+    const t0 = Date.UTC(2026, 0, 1, 0, 0, 0)
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 180 * 60_000 }), { maxLength: 80 }),
+        fc.integer({ min: 0, max: 200 * 60_000 }),
+        (offsets, endOffset) => {
+          const m = new RollingMetric()
+          for (const o of offsets) m.add(t0 + o, 1)
+          const end = t0 + endOffset
+          expect(m.hourCoverage(end)).toEqual({
+            count: m.window('h1', end)?.count ?? 0,
+            oldest: m.hour(end).findIndex((v) => v !== null),
+          })
+        },
+      ),
+    )
+    expect(new RollingMetric().hourCoverage(t0)).toEqual({ count: 0, oldest: -1 })
   })
 })
 

@@ -327,8 +327,7 @@ export class Aggregator {
     const d = this.registry.get(id)
     const m = d === undefined ? undefined : this.states.get(id)?.metrics.get(MAIN_METRIC[d.kind])
     if (m === undefined) return undefined
-    const count = m.window('h1', now)?.count ?? 0
-    const oldest = m.hour(now).findIndex((v) => v !== null)
+    const { count, oldest } = m.hourCoverage(now)
     return { count, spanMs: oldest < 0 ? 0 : (60 - oldest) * 60_000 }
   }
 

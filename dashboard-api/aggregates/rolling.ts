@@ -77,6 +77,20 @@ class BucketRing {
     return count === 0 ? null : { mean: sum / count, min, max, count }
   }
 
+  /** Count over the `n` buckets up to `endTs`, and the position of the oldest non-empty one (-1: none). */
+  coverage(endTs: number, n: number): { count: number; oldest: number } {
+    const end = Math.floor(endTs / this.width)
+    let count = 0
+    let oldest = -1
+    for (let b = end - n + 1; b <= end; b++) {
+      const slot = ((b % this.size) + this.size) % this.size
+      if (this.index[slot] !== b) continue
+      if (oldest < 0) oldest = b - (end - n + 1)
+      count += this.data[slot * 4 + 1]!
+    }
+    return { count, oldest }
+  }
+
   /** Mean per bucket for the `n` buckets up to `endTs`, oldest first; null where a bucket is empty. */
   means(endTs: number, n: number): Array<number | null> {
     const end = Math.floor(endTs / this.width)
@@ -107,6 +121,14 @@ export class RollingMetric {
       case 'h1':
         return this.minutes.stats(endTs, MINUTES)
     }
+  }
+
+  /**
+   * Readings in the hour up to `endTs`, and the minute (0 = oldest of the 60) of the oldest of them, -1
+   * when there are none. Allocates no per-minute array: the alarm engine asks for every device every second.
+   */
+  hourCoverage(endTs: number): { count: number; oldest: number } {
+    return this.minutes.coverage(endTs, MINUTES)
   }
 
   /** The last hour as 60 per-minute means, oldest first (a sparkline). */

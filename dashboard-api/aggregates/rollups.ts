@@ -68,33 +68,49 @@ function addTo(r: Rollup, d: DeviceLive) {
  * busiest market, device counts by status and the number of active alarms. Sorted by group, then key.
  */
 export function computeRollups(devices: Iterable<DeviceLive>, alarms: Iterable<Alarm> = []): Rollup[] {
-  const groups = new Map<string, Rollup>()
-  const get = (group: Group, key: string, regency?: string) => {
-    const id = `${group}\u0000${regency ?? ''}\u0000${key}`
-    let r = groups.get(id)
-    if (r === undefined) {
-      r = emptyRollup(group, key, regency)
-      groups.set(id, r)
+  // Nested maps on the devices' own strings: runs over the whole fleet on every live tick, where a
+  // composite string key per device and group would cost an allocation and a hash each.
+  const districts = new Map<string, Map<string, Rollup>>()
+  const regencies = new Map<string, Rollup>()
+  const kinds = new Map<string, Rollup>()
+  const out: Rollup[] = []
+  const district = (regency: string, key: string, create: boolean) => {
+    let inRegency = districts.get(regency)
+    if (inRegency === undefined) {
+      if (!create) return undefined
+      inRegency = new Map()
+      districts.set(regency, inRegency)
+    }
+    let r = inRegency.get(key)
+    if (r === undefined && create) {
+      r = emptyRollup('district', key, regency)
+      inRegency.set(key, r)
+      out.push(r)
+    }
+    return r
+  }
+  const single = (map: Map<string, Rollup>, group: Group, key: string, create: boolean) => {
+    let r = map.get(key)
+    if (r === undefined && create) {
+      r = emptyRollup(group, key)
+      map.set(key, r)
+      out.push(r)
     }
     return r
   }
   for (const d of devices) {
-    addTo(get('district', d.district, d.regency), d)
-    addTo(get('regency', d.regency), d)
-    addTo(get('kind', d.kind), d)
+    addTo(district(d.regency, d.district, true)!, d)
+    addTo(single(regencies, 'regency', d.regency, true)!, d)
+    addTo(single(kinds, 'kind', d.kind, true)!, d)
   }
   for (const a of alarms) {
-    for (const [group, key, regency] of [
-      ['district', a.district, a.regency],
-      ['regency', a.regency, undefined],
-      ['kind', a.kind, undefined],
-    ] as const) {
-      const r = groups.get(`${group}\u0000${regency ?? ''}\u0000${key}`)
-      if (r) r.alarms++
-    }
+    const rd = district(a.regency, a.district, false)
+    if (rd) rd.alarms++
+    const rr = single(regencies, 'regency', a.regency, false)
+    if (rr) rr.alarms++
+    const rk = single(kinds, 'kind', a.kind, false)
+    if (rk) rk.alarms++
   }
   const order: Record<Group, number> = { regency: 0, district: 1, kind: 2 }
-  return [...groups.values()].sort(
-    (a, b) => order[a.group] - order[b.group] || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
-  )
+  return out.sort((a, b) => order[a.group] - order[b.group] || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
 }

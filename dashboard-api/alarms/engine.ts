@@ -76,10 +76,13 @@ export class AlarmEngine {
   private readonly seqs = new Map<string, number>()
   private readonly tracks = new Map<string, Track>()
   /**
-   * `${deviceId}:${type}` per device and rule, made once: the whole fleet is evaluated every second, and a
-   * fresh key per device and rule costs an allocation and a hash on every lookup.
+   * Per device, its rules' `${deviceId}:${type}` keys and tracks, made once: the whole fleet is evaluated
+   * every second, and a key and a track lookup per device and rule cost a hash each on every pass.
    */
-  private readonly keys = new Map<string, { rules: ReturnType<typeof rulesFor>; keys: string[] }>()
+  private readonly slots = new Map<
+    string,
+    { rules: ReturnType<typeof rulesFor>; keys: string[]; tracks: Track[] }
+  >()
   private pass = 0
   private chain: Promise<unknown> = Promise.resolve()
   private timer: NodeJS.Timeout | undefined
@@ -147,13 +150,13 @@ export class AlarmEngine {
         if (device === undefined) continue
         const hour = this.deps.live.hourCoverage(view.id, now)
         const rules = rulesFor(view.kind)
-        const keys = this.keysOf(view.id, rules)
+        const { keys, tracks } = this.slotOf(view.id, rules)
         for (let i = 0; i < rules.length; i++) {
           const rule = rules[i]!
           const key = keys[i]!
           const alarm = this.open.get(key)
           const active = alarm !== undefined && ACTIVE.has(alarm.state)
-          const track = this.track(key)
+          const track = tracks[i]!
           track.seenInPass = pass
           const obs = rule.observe({ view, device, hour }, active || track.pendingSince !== null)
           const change = this.step(key, rule.type, view, alarm, active, track, obs, now)
@@ -197,12 +200,13 @@ export class AlarmEngine {
     return t
   }
 
-  private keysOf(deviceId: string, rules: ReturnType<typeof rulesFor>): string[] {
-    const cached = this.keys.get(deviceId)
-    if (cached !== undefined && cached.rules === rules) return cached.keys
+  private slotOf(deviceId: string, rules: ReturnType<typeof rulesFor>) {
+    const cached = this.slots.get(deviceId)
+    if (cached !== undefined && cached.rules === rules) return cached
     const keys = rules.map((r) => `${deviceId}:${r.type}`)
-    this.keys.set(deviceId, { rules, keys })
-    return keys
+    const slot = { rules, keys, tracks: keys.map((k) => this.track(k)) }
+    this.slots.set(deviceId, slot)
+    return slot
   }
 
   /** Applies one observation; returns the transition it makes (to store and apply), else undefined. */
@@ -484,7 +488,14 @@ export class AlarmEngine {
       await this.deps.store.saveMany([toWrite(change)])
       this.apply(change)
       const { transition } = change
-      if (action === 'cleared') this.tracks.delete(`${alarm.deviceId}:${alarm.type}`)
+      if (action === 'cleared') {
+        // Reset in place: the device's slot holds the same track. A condition still present starts over.
+        const track = this.tracks.get(`${alarm.deviceId}:${alarm.type}`)
+        if (track) {
+          track.pendingSince = null
+          track.clearSince = null
+        }
+      }
       return { alarm: { ...alarm }, transition }
     })
   }

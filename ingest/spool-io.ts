@@ -38,7 +38,7 @@ const { parentPort } = require('node:worker_threads')
 const { fdatasyncSync, readlinkSync, writeSync } = require('node:fs')
 let tid = null
 try { tid = Number(readlinkSync('/proc/thread-self').split('/').pop()) } catch {}
-parentPort.postMessage({ tid })
+parentPort.postMessage({ tid: Number.isInteger(tid) && tid > 0 ? tid : null })
 parentPort.on('message', ({ fd, text }) => {
   try {
     const data = Buffer.from(text, 'utf8')
@@ -71,12 +71,13 @@ export function threadSpoolIo(): SpoolIo {
   const tid = new Promise<number | undefined>((resolve) => {
     tidKnown = resolve
   })
-  worker.on('message', (error: string | null | { tid: number | null }) => {
-    if (typeof error === 'object' && error !== null) return tidKnown(error.tid ?? undefined)
+  // The thread's first message is its id; every later one answers a commit (null, or the error's text).
+  worker.on('message', (message: string | null | { tid: number | null }) => {
+    if (typeof message === 'object' && message !== null) return tidKnown(message.tid ?? undefined)
     const p = pending
     pending = undefined
-    if (error === null) p?.resolve()
-    else p?.reject(new Error(error))
+    if (message === null) p?.resolve()
+    else p?.reject(new Error(message))
   })
   worker.on('error', fail)
   worker.on('exit', () => {

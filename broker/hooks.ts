@@ -1,5 +1,4 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { Writable } from 'node:stream'
 import type { AedesOptions, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes'
 import type { Logger } from 'pino'
 import { CHANNELS, parseTopic, topicFor, validateStatus } from '../firmware-contracts/index.ts'
@@ -134,12 +133,11 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
       }
     }
     // No closure per publish unless it is held back: this runs for every reading.
-    if (delayMs > 0) setTimeout(accept, delayMs, client, current, packet, topic.channel, cb)
-    else accept(client, current, packet, topic.channel, cb)
+    if (delayMs > 0) setTimeout(accept, delayMs, current, packet, topic.channel, cb)
+    else accept(current, packet, topic.channel, cb)
   }
 
   function accept(
-    client: Client,
     device: Device,
     packet: PublishPacket,
     channel: string,
@@ -147,7 +145,7 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
   ) {
     switch (channel) {
       case 'telemetry':
-        return onTelemetry(client, device, packet, cb)
+        return onTelemetry(device, packet, cb)
       case 'status':
         onStatus(device, packet)
         return cb(null)
@@ -156,12 +154,7 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     }
   }
 
-  function onTelemetry(
-    client: Client,
-    device: Device,
-    packet: PublishPacket,
-    cb: (error?: Error | null) => void,
-  ) {
+  function onTelemetry(device: Device, packet: PublishPacket, cb: (error?: Error | null) => void) {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
     if (packet.qos === 0) {
       // QoS 0 is best effort by definition: no acknowledgement to hold, so accept first and store after.
@@ -176,7 +169,9 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     deps.ingest.telemetry(device, payload).then(
       () => {
         durableSeconds.observe((performance.now() - started) / 1000)
-        acknowledgeCorked(client, cb)
+        // Aedes writes the PUBACK through mqtt-packet, which corks the socket until the next tick: a
+        // commit's acknowledgements to one device, released in one run of microtasks, leave in one write.
+        cb(null)
       },
       (err) => {
         deps.log.error({ err, deviceId: device.id }, 'ingest failed; not acknowledging')
@@ -186,18 +181,6 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
   }
   // prom-client resolves the (empty) label set on every observe of the histogram itself; its child does not.
   const durableSeconds = deps.metrics.publishToDurableSeconds.labels()
-
-  /**
-   * One group commit releases many acknowledgements in the same microtask run. Corking the connection
-   * until the next tick lets each client's PUBACKs of that commit leave in one socket write.
-   */
-  function acknowledgeCorked(client: Client, cb: (error?: Error | null) => void) {
-    const conn = client.conn as Partial<Writable>
-    if (typeof conn.cork !== 'function' || typeof conn.uncork !== 'function') return cb(null)
-    conn.cork()
-    cb(null)
-    process.nextTick(() => conn.uncork!())
-  }
 
   function onStatus(device: Device, packet: PublishPacket) {
     const result = validateStatus(packet.payload, { now: Date.now() })

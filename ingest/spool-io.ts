@@ -4,6 +4,11 @@ import { Worker } from 'node:worker_threads'
 /** Writes a group commit to a segment file and fdatasyncs it. One call at a time. */
 export interface SpoolIo {
   writeAndSync(fd: number, text: string): Promise<void>
+  /**
+   * Settles the commit in progress if it finished, without waiting for the event loop to deliver the
+   * news. Cheap enough to call on every append.
+   */
+  poll(): void
   /** The kernel id of the thread that syncs (Linux), once it runs; undefined when it is the caller's. */
   threadId(): Promise<number | undefined>
   close(): Promise<void>
@@ -27,6 +32,7 @@ export function inlineSpoolIo(): SpoolIo {
         return Promise.reject(err)
       }
     },
+    poll: () => undefined,
     threadId: () => Promise.resolve(undefined),
     close: () => Promise.resolve(),
   }
@@ -34,8 +40,9 @@ export function inlineSpoolIo(): SpoolIo {
 
 // Plain JavaScript, so the thread starts in milliseconds without a TypeScript loader.
 const IO_THREAD_SOURCE = `
-const { parentPort } = require('node:worker_threads')
+const { parentPort, workerData } = require('node:worker_threads')
 const { fdatasyncSync, readlinkSync, writeSync } = require('node:fs')
+const synced = new Int32Array(workerData.synced)
 let tid = null
 try { tid = Number(readlinkSync('/proc/thread-self').split('/').pop()) } catch {}
 parentPort.postMessage({ tid: Number.isInteger(tid) && tid > 0 ? tid : null })
@@ -45,6 +52,8 @@ parentPort.on('message', ({ fd, text }) => {
     let offset = 0
     while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset)
     fdatasyncSync(fd)
+    // Counted before the message: a busy caller sees it on its next append instead of after its iteration.
+    Atomics.add(synced, 0, 1)
     parentPort.postMessage(null)
   } catch (err) {
     parentPort.postMessage(String(err && err.message || err))
@@ -56,28 +65,40 @@ parentPort.on('message', ({ fd, text }) => {
  * On a thread of its own: the caller's event loop goes on parsing and validating the next packets while
  * a commit is on its way to disk. Not libuv's thread pool, which the whole process shares (the store
  * client's gzip queues there) and which would add a second hop between the write and the sync.
+ *
+ * The thread counts finished commits in shared memory as well as posting a message. A saturated event loop
+ * delivers that message only in its next iteration, which at 10,000 readings/s took tens of milliseconds;
+ * `poll()` on each append settles the commit within one reading's time instead.
  */
 export function threadSpoolIo(): SpoolIo {
-  const worker = new Worker(IO_THREAD_SOURCE, { eval: true })
+  const synced = new Int32Array(new SharedArrayBuffer(4))
+  const worker = new Worker(IO_THREAD_SOURCE, { eval: true, workerData: { synced: synced.buffer } })
   worker.unref()
   let pending: { resolve: () => void; reject: (err: Error) => void } | undefined
+  /** Commits handed to the thread so far; the pending one is done when the thread's count reaches it. */
+  let posted = 0
   let broken: Error | undefined
   const fail = (err: Error) => {
     broken ??= err
     pending?.reject(err)
     pending = undefined
   }
+  const poll = () => {
+    if (pending === undefined || Atomics.load(synced, 0) !== posted) return
+    const p = pending
+    pending = undefined
+    p.resolve()
+  }
   let tidKnown: (tid: number | undefined) => void = () => undefined
   const tid = new Promise<number | undefined>((resolve) => {
     tidKnown = resolve
   })
   // The thread's first message is its id; every later one answers a commit (null, or the error's text).
+  // A null may come after `poll()` settled its commit already; it is then only a wake-up.
   worker.on('message', (message: string | null | { tid: number | null }) => {
     if (typeof message === 'object' && message !== null) return tidKnown(message.tid ?? undefined)
-    const p = pending
-    pending = undefined
-    if (message === null) p?.resolve()
-    else p?.reject(new Error(message))
+    if (message === null) return poll()
+    fail(new Error(message))
   })
   worker.on('error', fail)
   worker.on('exit', () => {
@@ -90,9 +111,11 @@ export function threadSpoolIo(): SpoolIo {
       if (pending) return Promise.reject(new Error('spool io: one commit at a time'))
       return new Promise((resolve, reject) => {
         pending = { resolve, reject }
+        posted++
         worker.postMessage({ fd, text })
       })
     },
+    poll,
     threadId: () => tid,
     close: async () => {
       broken ??= new Error('spool io closed')

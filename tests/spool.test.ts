@@ -200,4 +200,32 @@ describe('spool', () => {
     expect(await b.feed.whenDrained(1000)).toBe(true)
     await b.log.close()
   })
+
+  it('settles a commit synced on its own thread on the next append, while the event loop never turns', async () => {
+    const log = SpoolLog.open({ dir: tempDir(), segmentBytes: 1 << 20, maxBytes: 10_000_000, ioThread: true })
+    await log.ioThreadId()
+    let settled = false
+    void log.append([reading(0)]).then(() => {
+      settled = true
+    })
+    // The commit starts at the end of the loop's iteration, just before this continues: the thread's
+    // message cannot have been delivered yet.
+    await new Promise((resolve) => setImmediate(resolve))
+    // Only busy-waiting and microtasks from here: the thread's message announcing the sync cannot be
+    // delivered, so only the next append's look at the shared counter can settle the first commit.
+    const deadline = performance.now() + 10_000
+    let seq = 1
+    while (!settled && performance.now() < deadline) {
+      const until = performance.now() + 5
+      while (performance.now() < until) {
+        // spin
+      }
+      void log.append([reading(seq++)])
+      for (let i = 0; i < 20; i++) await null
+    }
+    const settledWhileBusy = settled
+    await log.close()
+    expect(settledWhileBusy).toBe(true)
+    expect(log.durableOffset).toBe(seq - 1)
+  })
 })

@@ -68,15 +68,20 @@ parentPort.on('message', ({ fd, text }) => {
  *
  * The thread counts finished commits in shared memory as well as posting a message. A saturated event loop
  * delivers that message only in its next iteration, which at 10,000 readings/s took tens of milliseconds;
- * `poll()` on each append settles the commit within one reading's time instead.
+ * `poll()` on each append settles the commit within one reading's time instead. `firstCount` lets tests
+ * start the count near its wrap.
  */
-export function threadSpoolIo(): SpoolIo {
+export function threadSpoolIo(firstCount = 0): SpoolIo {
   const synced = new Int32Array(new SharedArrayBuffer(4))
+  synced[0] = firstCount
   const worker = new Worker(IO_THREAD_SOURCE, { eval: true, workerData: { synced: synced.buffer } })
   worker.unref()
   let pending: { resolve: () => void; reject: (err: Error) => void } | undefined
-  /** Commits handed to the thread so far; the pending one is done when the thread's count reaches it. */
-  let posted = 0
+  /**
+   * Commits handed to the thread so far; the pending one is done when the thread's count reaches it. Both
+   * wrap the same way past 2^31 (Int32 arithmetic), which a platform that runs for years does reach.
+   */
+  let posted = firstCount
   let broken: Error | undefined
   const fail = (err: Error) => {
     broken ??= err
@@ -111,7 +116,7 @@ export function threadSpoolIo(): SpoolIo {
       if (pending) return Promise.reject(new Error('spool io: one commit at a time'))
       return new Promise((resolve, reject) => {
         pending = { resolve, reject }
-        posted++
+        posted = (posted + 1) | 0
         worker.postMessage({ fd, text })
       })
     },

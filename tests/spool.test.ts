@@ -1,8 +1,9 @@
-import { appendFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { appendFileSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type DurableBatch, Spool, SpoolFeed, SpoolLog } from '../ingest/spool.ts'
+import { threadSpoolIo } from '../ingest/spool-io.ts'
 import type { StoredReading } from '../ingest/store/types.ts'
 
 const dirs: string[] = []
@@ -227,5 +228,21 @@ describe('spool', () => {
     await log.close()
     expect(settledWhileBusy).toBe(true)
     expect(log.durableOffset).toBe(seq - 1)
+  })
+
+  it('keeps settling commits when the count of synced commits wraps past 2^31', async () => {
+    const path = join(tempDir(), 'wrap.log')
+    const fd = openSync(path, 'a')
+    const io = threadSpoolIo(2 ** 31 - 2)
+    try {
+      for (let i = 0; i < 4; i++) {
+        await io.writeAndSync(fd, `line ${i}\n`)
+        io.poll()
+      }
+      expect(readFileSync(path, 'utf8')).toBe('line 0\nline 1\nline 2\nline 3\n')
+    } finally {
+      await io.close()
+      closeSync(fd)
+    }
   })
 })

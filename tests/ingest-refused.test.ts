@@ -47,9 +47,13 @@ describe('readings the store refuses', () => {
     }))
     await publishQos1(device, `devices/${id}/telemetry`, JSON.stringify({ v: 1, readings }))
 
-    await eventually(async () => (platform.spool.pendingCount === 0 ? true : undefined), 20_000)
-    const stored = await storedSeqsByDevice(influx, 'river-level')
-    expect(stored.get(id)?.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9])
+    // The PUBACK says the readings are in the broker thread's spool log; the platform thread hears of them
+    // by message, which may come after the PUBACK. So wait for the store, then for the spool to be empty.
+    const stored = await eventually(async () => {
+      const seqs = (await storedSeqsByDevice(influx, 'river-level')).get(id)
+      return seqs !== undefined && seqs.length >= 9 && platform.spool.pendingCount === 0 ? seqs : undefined
+    }, 20_000)
+    expect(stored.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9])
 
     const view = await platform.api<Commissioning>('GET', `/api/v1/devices/${id}/commissioning`)
     const refused = view.body.rejections.filter((r) => r.code === 'store_refused')

@@ -48,6 +48,7 @@ export function lowerBackgroundPriority(options: BackgroundPriorityOptions): Bac
   // Shared by every platform in the process (tests start several): none lowers another's broker thread.
   for (const tid of options.keep) keptThreads.set(tid, (keptThreads.get(tid) ?? 0) + 1)
   let lowered = 0
+  let stopped = false
   const sweep = () => {
     let tids: string[]
     try {
@@ -76,6 +77,9 @@ export function lowerBackgroundPriority(options: BackgroundPriorityOptions): Bac
       return lowered
     },
     stop: () => {
+      // Once only: a second stop must not release a thread another running platform still keeps.
+      if (stopped) return
+      stopped = true
       clearInterval(timer)
       for (const tid of options.keep) {
         const n = (keptThreads.get(tid) ?? 1) - 1

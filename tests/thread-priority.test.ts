@@ -81,6 +81,29 @@ describe('background thread priority', () => {
     }
   })
 
+  it.runIf(linux)('keeps a thread another caller still keeps, however often one caller stops', async () => {
+    const worker = new Worker(
+      "const { parentPort } = require('node:worker_threads'); parentPort.postMessage(Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop())); setInterval(() => {}, 1000)",
+      { eval: true },
+    )
+    workers.push(worker)
+    const tid = await new Promise<number>((r) => worker.once('message', r))
+    const start = niceOf(tid)
+    expect(start).toBeLessThan(15)
+    const a = lowerBackgroundPriority({ nice: 15, keep: [tid], sweepMs: 60_000 })
+    const b = lowerBackgroundPriority({ nice: 15, keep: [tid], sweepMs: 60_000 })
+    a.stop()
+    a.stop()
+    // A third caller's sweep lowers everything not kept: b still keeps the worker.
+    const c = lowerBackgroundPriority({ nice: 15, keep: [currentThreadId()!], sweepMs: 60_000 })
+    try {
+      expect(niceOf(tid)).toBe(start)
+    } finally {
+      b.stop()
+      c.stop()
+    }
+  })
+
   it('takes 0 (off) to 19 from PLATFORM_BACKGROUND_NICE and refuses anything else', () => {
     expect(loadPlatformConfig({}).backgroundNice).toBe(10)
     expect(loadPlatformConfig({ PLATFORM_BACKGROUND_NICE: '0' }).backgroundNice).toBe(0)

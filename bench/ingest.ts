@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import mqtt from 'mqtt'
 import WebSocket from 'ws'
+import { readThreadSchedTimes, type ThreadSchedTimes } from '../broker/thread-priority.ts'
 import { startInfluxd } from '../tests/helpers/influxd.ts'
 import { freePort, platformProcessEnv, spawnTs } from '../tests/helpers/process.ts'
 
@@ -70,6 +71,34 @@ function machineCpuSince(from: ReturnType<typeof machineJiffies>): string {
   if (total <= 0) return 'machine CPU unknown'
   const pct = (n: number) => Math.round((n / total) * 100)
   return `machine CPU ${pct(to.busy - from.busy)}% busy (steal ${pct(to.steal - from.steal)}%)`
+}
+
+/**
+ * A broker thread's share of the step's wall time on a CPU and waiting for one (runnable, no core free):
+ * the wait is what a saturated machine adds to every acknowledgement.
+ */
+function threadShare(
+  from: ThreadSchedTimes | undefined,
+  to: ThreadSchedTimes | undefined,
+  wallMs: number,
+): { cpuPct: number; waitPct: number } | undefined {
+  if (from === undefined || to === undefined || wallMs <= 0) return undefined
+  const pct = (seconds: number) => Math.round(((seconds * 1000) / wallMs) * 100)
+  return { cpuPct: pct(to.cpuSeconds - from.cpuSeconds), waitPct: pct(to.waitSeconds - from.waitSeconds) }
+}
+
+const describeShare = (share: ReturnType<typeof threadShare>) =>
+  share === undefined
+    ? 'broker thread times unknown'
+    : `broker thread ${share.cpuPct}% of a core, waiting for a CPU ${share.waitPct}% of the step`
+
+/** The platform's broker thread times, from its /metrics (Linux). */
+async function platformBrokerThread(metricsUrl: string): Promise<ThreadSchedTimes | undefined> {
+  const text = await (await fetch(metricsUrl)).text()
+  const value = (name: string) => Number(text.match(new RegExp(`^${name} (\\S+)`, 'm'))?.[1] ?? Number.NaN)
+  const cpuSeconds = value('broker_thread_cpu_seconds_total')
+  const waitSeconds = value('broker_thread_runqueue_wait_seconds_total')
+  return Number.isFinite(cpuSeconds) && Number.isFinite(waitSeconds) ? { cpuSeconds, waitSeconds } : undefined
 }
 
 function rssKiB(pid: number): number {
@@ -148,7 +177,13 @@ log(
 )
 
 // ---- Baseline: plain Aedes forwarding to one QoS 1 subscriber ----------------------------------------
-const baseline = { best: 0, pubackP50: Number.NaN, pubackP99: Number.NaN, pubackP99All: Number.NaN }
+const baseline = {
+  best: 0,
+  pubackP50: Number.NaN,
+  pubackP99: Number.NaN,
+  pubackP99All: Number.NaN,
+  share: undefined as ReturnType<typeof threadShare>,
+}
 {
   const port = await freePort()
   const broker = spawnTs('bench/plain-broker.ts', [String(port)])
@@ -172,6 +207,10 @@ const baseline = { best: 0, pubackP50: Number.NaN, pubackP99: Number.NaN, puback
   for (const rate of STEPS) {
     delivered = 0
     const cpuFrom = machineJiffies()
+    // The plain broker is one thread (its process's main thread).
+    const schedPath = `/proc/${broker.child.pid}/task/${broker.child.pid}/schedstat`
+    const threadFrom = readThreadSchedTimes(schedPath)
+    const wallFrom = performance.now()
     const r = await runStep({
       url: `mqtt://127.0.0.1:${port}`,
       devices,
@@ -181,13 +220,15 @@ const baseline = { best: 0, pubackP50: Number.NaN, pubackP99: Number.NaN, puback
       qos: 1,
     })
     const machineCpu = machineCpuSince(cpuFrom)
+    const share = threadShare(threadFrom, readThreadSchedTimes(schedPath), performance.now() - wallFrom)
     const deadline = Date.now() + STORE_DEADLINE_MS
     while (delivered < r.acked && Date.now() < deadline) await sleep(100)
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && delivered >= r.acked
     log(
-      `baseline ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, delivered ${delivered}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), broker RSS ${Math.round(rssKiB(broker.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${machineCpu} — ${ok ? 'sustained' : 'NOT sustained'}`,
+      `baseline ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, delivered ${delivered}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), broker RSS ${Math.round(rssKiB(broker.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${machineCpu}, ${describeShare(share)} — ${ok ? 'sustained' : 'NOT sustained'}`,
     )
     if (rate === LATENCY_RATE) {
+      baseline.share = share
       baseline.pubackP50 = r.latency.p50Ms
       baseline.pubackP99 = r.latency.p99Ms
       baseline.pubackP99All = r.latencyAll.p99Ms
@@ -357,11 +398,15 @@ try {
   let wsP99 = Number.NaN
   let wsP99All = Number.NaN
   let lostTotal = 0
+  let brokerShare: ReturnType<typeof threadShare>
   for (const [i, rate] of STEPS.entries()) {
     const base = (i + 1) * 10_000_000
     sampling = rate === LATENCY_RATE
     const metricsUrl = `http://127.0.0.1:${httpPort}/metrics`
     const durableBefore = await histogramBuckets(metricsUrl, 'ingest_publish_to_durable_seconds')
+    const delayBefore = await histogramBuckets(metricsUrl, 'ingest_reading_delay_seconds')
+    const threadFrom = await platformBrokerThread(metricsUrl)
+    const wallFrom = performance.now()
     const cpuFrom = machineJiffies()
     const r = await runStep({
       url: `mqtt://127.0.0.1:${mqttPort}`,
@@ -373,11 +418,16 @@ try {
       firstSeq: base,
     })
     const machineCpu = machineCpuSince(cpuFrom)
+    const share = threadShare(
+      threadFrom,
+      await platformBrokerThread(metricsUrl),
+      performance.now() - wallFrom,
+    )
     sampling = false
     const missing = await allStored(r, base, STORE_DEADLINE_MS)
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && missing === 0
     log(
-      `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${machineCpu} — ${ok ? 'sustained' : 'NOT sustained'}`,
+      `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${machineCpu}, ${describeShare(share)} — ${ok ? 'sustained' : 'NOT sustained'}`,
     )
     // `--timeline`: the slowest PUBACK per second of the step, to tell one stall from a spread-out tail.
     if (flags.timeline)
@@ -399,8 +449,12 @@ try {
       wsP99 = percentile(sorted, 99)
       wsP99All = percentile(all, 99)
       const durableAfter = await histogramBuckets(metricsUrl, 'ingest_publish_to_durable_seconds')
+      const delayAfter = await histogramBuckets(metricsUrl, 'ingest_reading_delay_seconds')
+      brokerShare = share
+      // The generator stamps each reading as it sends it, on this machine's clock: the delay histogram is
+      // the time from the publish until the broker thread reads it.
       log(
-        `ours at ${LATENCY_RATE}/s: of the PUBACK time, hand-over → durable in the spool (validation + group commit) p50 ≤ ${bucketQuantileMs(durableBefore, durableAfter, 0.5)} ms, p99 ≤ ${bucketQuantileMs(durableBefore, durableAfter, 0.99)} ms; the rest is waiting on the event loop and the socket`,
+        `ours at ${LATENCY_RATE}/s: of the PUBACK time, publish → read by the broker thread p50 ≤ ${bucketQuantileMs(delayBefore, delayAfter, 0.5)} ms, p99 ≤ ${bucketQuantileMs(delayBefore, delayAfter, 0.99)} ms; read → durable in the spool (validation + group commit) p50 ≤ ${bucketQuantileMs(durableBefore, durableAfter, 0.5)} ms, p99 ≤ ${bucketQuantileMs(durableBefore, durableAfter, 0.99)} ms; the rest is the PUBACK's way back`,
       )
       log(
         `ours at ${LATENCY_RATE}/s: publish→WebSocket p50 ${round(wsP50)} ms p99 ${round(wsP99)} ms (whole step p99 ${round(wsP99All)} ms; ${sorted.length} of ${all.length} samples after the warm-up; deltas coalesced every 500 ms, the default)`,
@@ -463,6 +517,11 @@ try {
     overloadRatio: round(overloadRatio, 2),
     kibPerDevice: round(kibPerDevice),
     lost: lostTotal,
+    // At 10,000/s, in % of the step: the broker thread's CPU and its wait for a CPU, ours and the plain one.
+    brokerThreadCpuPct: brokerShare?.cpuPct ?? null,
+    brokerThreadWaitPct: brokerShare?.waitPct ?? null,
+    baselineBrokerCpuPct: baseline.share?.cpuPct ?? null,
+    baselineBrokerWaitPct: baseline.share?.waitPct ?? null,
   })
 } finally {
   platform.child.kill('SIGTERM')

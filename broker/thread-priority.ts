@@ -1,4 +1,4 @@
-import { readdirSync, readlinkSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { getPriority, setPriority } from 'node:os'
 
 /**
@@ -9,6 +9,28 @@ export function currentThreadId(): number | undefined {
   try {
     const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
     return Number.isInteger(tid) && tid > 0 ? tid : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** A thread's time on a CPU and time spent runnable but waiting for one, since it started. */
+export interface ThreadSchedTimes {
+  readonly cpuSeconds: number
+  /** Run-queue delay: the thread had work and no core. When it grows, the host is oversubscribed. */
+  readonly waitSeconds: number
+}
+
+/**
+ * Reads a thread's scheduler times from Linux's `schedstat` (`/proc/thread-self/schedstat` for the caller,
+ * `/proc/<pid>/task/<tid>/schedstat` for another); undefined where there is none (other systems, or a
+ * kernel built without schedstats).
+ */
+export function readThreadSchedTimes(path = '/proc/thread-self/schedstat'): ThreadSchedTimes | undefined {
+  try {
+    const [cpuNs, waitNs] = readFileSync(path, 'utf8').trim().split(/\s+/).map(Number)
+    if (!Number.isFinite(cpuNs) || !Number.isFinite(waitNs)) return undefined
+    return { cpuSeconds: cpuNs! / 1e9, waitSeconds: waitNs! / 1e9 }
   } catch {
     return undefined
   }

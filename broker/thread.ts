@@ -9,7 +9,7 @@ import { createMetrics } from '../ingest/metrics.ts'
 import { RegistryReplica } from '../ingest/registry-replica.ts'
 import { SpoolLog } from '../ingest/spool.ts'
 import { createBroker, type PlatformBroker } from './broker.ts'
-import { currentThreadId } from './thread-priority.ts'
+import { currentThreadId, readThreadSchedTimes } from './thread-priority.ts'
 import type { BrokerThreadInit, FromBrokerThread, ToBrokerThread } from './thread-protocol.ts'
 
 const port = parentPort
@@ -20,6 +20,7 @@ const post = (message: FromBrokerThread) => port.postMessage(message)
 // Straight to stdout's file descriptor: a worker's process.stdout is relayed through the platform thread.
 const log = pino({ level: init.logLevel, base: undefined }, pino.destination({ dest: 1, sync: false }))
 const metrics = createMetrics()
+metrics.observeBrokerThread(() => readThreadSchedTimes())
 const bus = new PlatformBus()
 bus.on('device.status', (event) => post({ t: 'status', event }))
 bus.on('reading.rejected', (record) => post({ t: 'rejected', record }))

@@ -38,6 +38,7 @@ export type IngestOutcome =
 export class Ingest {
   /** Label lookups cost a hash per call in prom-client; the hot path uses the children directly. */
   private readonly acceptedByKind: Record<DeviceKind, { inc(n: number): void }>
+  private readonly readingDelay: { observe(seconds: number): void }
 
   constructor(
     private readonly options: IngestOptions,
@@ -51,6 +52,7 @@ export class Ingest {
     this.acceptedByKind = Object.fromEntries(
       DEVICE_KINDS.map((k) => [k, deps.metrics.readingsAccepted.labels(k)]),
     ) as Record<DeviceKind, { inc(n: number): void }>
+    this.readingDelay = deps.metrics.readingDelaySeconds.labels()
   }
 
   /** Resolves when the readings are durable (the broker may acknowledge then); rejects if the spool fails. */
@@ -82,6 +84,10 @@ export class Ingest {
       seq: r.seq,
       fields: calibrate(device, r.fields),
     }))
+    for (const r of result.readings) {
+      // Only readings the device stamped; a clock ahead of ours (within the allowed skew) counts as none.
+      if (r.ts !== undefined) this.readingDelay.observe(Math.max(0, receivedAt - r.ts) / 1000)
+    }
     await this.deps.spool.append(readings)
     this.acceptedByKind[device.kind].inc(readings.length)
     return { accepted: readings.length }

@@ -13,6 +13,12 @@ export interface SpoolGaugeSource {
   readonly maxBytes: number
 }
 
+/** A thread's scheduler times (Linux `schedstat`), as `readThreadSchedTimes` in broker/thread-priority.ts reads them. */
+interface ThreadSchedTimes {
+  readonly cpuSeconds: number
+  readonly waitSeconds: number
+}
+
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry()
   let spoolSource: () => SpoolGaugeSource | undefined = () => undefined
@@ -85,6 +91,35 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
         this.set(spoolSource()?.maxBytes ?? 0)
       },
     }),
+    /**
+     * Exports the calling thread's scheduler times at every scrape, as the broker thread's (Linux only;
+     * nothing is registered where they cannot be read). Collected on the thread that called this.
+     */
+    observeBrokerThread(read: () => ThreadSchedTimes | undefined) {
+      if (read() === undefined) return
+      const counter = (name: string, help: string, pick: (t: ThreadSchedTimes) => number) =>
+        new Counter({
+          name,
+          help,
+          registers: [registry],
+          collect() {
+            const times = read()
+            if (times === undefined) return
+            this.reset()
+            this.inc(pick(times))
+          },
+        })
+      counter(
+        'broker_thread_cpu_seconds_total',
+        'CPU time of the broker thread (MQTT, validation, spool): near one second per second, it is saturated',
+        (t) => t.cpuSeconds,
+      )
+      counter(
+        'broker_thread_runqueue_wait_seconds_total',
+        'Time the broker thread had work but waited for a CPU: when it grows, the host is oversubscribed and acknowledgements wait',
+        (t) => t.waitSeconds,
+      )
+    },
     /** Lets the spool gauges read the live spool at scrape time (they stay right during a store outage). */
     observeSpool(source: () => SpoolGaugeSource) {
       spoolSource = source
@@ -93,6 +128,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       name: 'ingest_publish_to_durable_seconds',
       help: 'QoS 1 telemetry: from the broker handing the publish to ingest until it is durable in the spool',
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2],
+      registers: [registry],
+    }),
+    readingDelaySeconds: new Histogram({
+      name: 'ingest_reading_delay_seconds',
+      help: "From a reading's own timestamp to its arrival at the broker: the network, the broker's queue, and any offset of the device clock (buffered readings sent after an outage land in the top buckets)",
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 30, 300, 3600],
       registers: [registry],
     }),
     spoolCommitSeconds: new Histogram({

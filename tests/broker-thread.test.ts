@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { topicFor } from '../firmware-contracts/index.ts'
@@ -30,18 +31,35 @@ describe('broker thread', () => {
     await publishQos1(
       device,
       topicFor(RIVER_DEVICE.id, 'telemetry'),
-      JSON.stringify({ v: 1, ts: Date.now(), seq: 1, waterLevel: 120.5, battery: 88 }),
+      // Stamped 1.5 s before it is sent: the delay histogram places it between 1 and 2 s.
+      JSON.stringify({ v: 1, ts: Date.now() - 1500, seq: 1, waterLevel: 120.5, battery: 88 }),
+    )
+    // Without a timestamp of its own: nothing to measure a delay from.
+    await publishQos1(
+      device,
+      topicFor(RIVER_DEVICE.id, 'telemetry'),
+      JSON.stringify({ v: 1, seq: 2, waterLevel: 120.6 }),
     )
     const text = await eventually(async () => {
       const t = await (await fetch(`${platform!.httpUrl}/metrics`)).text()
       // Counted on the broker thread...
       expect(metric(t, 'broker_connected_clients')).toBe(1)
-      expect(metric(t, 'ingest_readings_accepted_total\\{kind="river-level"\\}')).toBe(1)
+      expect(metric(t, 'ingest_readings_accepted_total\\{kind="river-level"\\}')).toBe(2)
       expect(metric(t, 'ingest_spool_group_commit_seconds_count')).toBeGreaterThanOrEqual(1)
       // ...and on the platform thread, from the same registry exposition.
-      expect(metric(t, 'ingest_readings_stored_total')).toBe(1)
+      expect(metric(t, 'ingest_readings_stored_total')).toBe(2)
       return t
     })
+    expect(metric(text, 'ingest_reading_delay_seconds_count')).toBe(1)
+    expect(metric(text, 'ingest_reading_delay_seconds_bucket\\{le="1"\\}')).toBe(0)
+    expect(metric(text, 'ingest_reading_delay_seconds_bucket\\{le="2"\\}')).toBe(1)
+    if (existsSync('/proc/thread-self/schedstat')) {
+      // The broker thread's own times: some CPU, less than the whole process's.
+      const cpu = metric(text, 'broker_thread_cpu_seconds_total')
+      expect(cpu).toBeGreaterThan(0)
+      expect(cpu).toBeLessThan(metric(text, 'process_cpu_seconds_total'))
+      expect(metric(text, 'broker_thread_runqueue_wait_seconds_total')).toBeGreaterThanOrEqual(0)
+    }
     expect(metric(text, 'ingest_spool_bytes')).toBeGreaterThan(0)
     expect(metric(text, 'nodejs_eventloop_lag_p99_seconds')).toBeGreaterThanOrEqual(0)
     // Each metric appears once: the two threads' values are summed, not listed twice.

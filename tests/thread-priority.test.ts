@@ -1,7 +1,9 @@
-import { readdirSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { afterEach, describe, expect, it } from 'vitest'
-import { currentThreadId, lowerBackgroundPriority } from '../broker/thread-priority.ts'
+import { currentThreadId, lowerBackgroundPriority, readThreadSchedTimes } from '../broker/thread-priority.ts'
 import { ConfigError } from '../firmware-contracts/index.ts'
 import { loadPlatformConfig } from '../platform/config.ts'
 import { eventually, startTestPlatform, type TestPlatform } from './helpers/platform.ts'
@@ -117,5 +119,27 @@ describe('background thread priority', () => {
       expect(error).toBeInstanceOf(ConfigError)
       expect((error as Error).message).toContain('PLATFORM_BACKGROUND_NICE')
     }
+  })
+})
+
+describe('thread scheduler times', () => {
+  it('reads CPU and run-queue wait from a schedstat file, and nothing from a missing or odd one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'schedstat-'))
+    try {
+      const file = join(dir, 'schedstat')
+      writeFileSync(file, '1500000000 250000000 42\n')
+      expect(readThreadSchedTimes(file)).toEqual({ cpuSeconds: 1.5, waitSeconds: 0.25 })
+      writeFileSync(file, 'not numbers\n')
+      expect(readThreadSchedTimes(file)).toBeUndefined()
+      expect(readThreadSchedTimes(join(dir, 'missing'))).toBeUndefined()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it.runIf(linux)('reads the calling thread’s own times by default', () => {
+    const times = readThreadSchedTimes()
+    expect(times?.cpuSeconds).toBeGreaterThan(0)
+    expect(times?.waitSeconds).toBeGreaterThanOrEqual(0)
   })
 })

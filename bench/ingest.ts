@@ -74,7 +74,8 @@ function machineCpuSince(from: ReturnType<typeof machineJiffies>): string {
 }
 
 /**
- * A broker thread's share of the step's wall time on a CPU and waiting for one (runnable, no core free):
+ * A broker thread's share of the send window's wall time on a CPU and waiting for one (runnable, no core
+ * free):
  * the wait is what a saturated machine adds to every acknowledgement.
  */
 function threadShare(
@@ -90,7 +91,26 @@ function threadShare(
 const describeShare = (share: ReturnType<typeof threadShare>) =>
   share === undefined
     ? 'broker thread times unknown'
-    : `broker thread ${share.cpuPct}% of a core, waiting for a CPU ${share.waitPct}% of the step`
+    : `broker thread ${share.cpuPct}% of a core, waiting for a CPU ${share.waitPct}% of the send window`
+
+/** Samples a thread's scheduler times over a step's send window, for `threadShare`. */
+function sendWindowSampler(read: () => Promise<ThreadSchedTimes | undefined>) {
+  let from: ThreadSchedTimes | undefined
+  let to: ThreadSchedTimes | undefined
+  let startedAt = 0
+  let wallMs = 0
+  const window: SendWindow = {
+    async start() {
+      from = await read()
+      startedAt = performance.now()
+    },
+    async end() {
+      to = await read()
+      wallMs = performance.now() - startedAt
+    },
+  }
+  return { window, share: () => threadShare(from, to, wallMs) }
+}
 
 /** The platform's broker thread times, from its /metrics (Linux). */
 async function platformBrokerThread(metricsUrl: string): Promise<ThreadSchedTimes | undefined> {
@@ -126,10 +146,26 @@ interface StepReport {
   ackedSeqs: Record<string, Array<[number, number]>>
 }
 
-async function runStep(input: Record<string, unknown>): Promise<StepReport> {
+/** Called when the generator starts sending (every device connected) and when its send window ends. */
+interface SendWindow {
+  start(): Promise<void>
+  end(): Promise<void>
+}
+
+async function runStep(input: Record<string, unknown>, window?: SendWindow): Promise<StepReport> {
   const worker = spawnTs('bench/load-worker.ts', [])
   worker.child.stdin!.end(JSON.stringify(input))
+  const watched = window
+    ? (async () => {
+        const timeoutMs = Number(input.durationMs) + 120_000
+        await worker.waitFor(/devices connected in/, timeoutMs)
+        await window.start()
+        await worker.waitFor(/send window over/, timeoutMs)
+        await window.end()
+      })().catch(() => undefined)
+    : undefined
   const code = await new Promise<number | null>((r) => worker.child.once('exit', r))
+  await watched
   const line = worker
     .output()
     .trim()
@@ -209,18 +245,20 @@ const baseline = {
     const cpuFrom = machineJiffies()
     // The plain broker is one thread (its process's main thread).
     const schedPath = `/proc/${broker.child.pid}/task/${broker.child.pid}/schedstat`
-    const threadFrom = readThreadSchedTimes(schedPath)
-    const wallFrom = performance.now()
-    const r = await runStep({
-      url: `mqtt://127.0.0.1:${port}`,
-      devices,
-      ratePerSec: rate,
-      durationMs: STEP_MS,
-      warmupMs: WARMUP_MS,
-      qos: 1,
-    })
+    const sampler = sendWindowSampler(async () => readThreadSchedTimes(schedPath))
+    const r = await runStep(
+      {
+        url: `mqtt://127.0.0.1:${port}`,
+        devices,
+        ratePerSec: rate,
+        durationMs: STEP_MS,
+        warmupMs: WARMUP_MS,
+        qos: 1,
+      },
+      sampler.window,
+    )
     const machineCpu = machineCpuSince(cpuFrom)
-    const share = threadShare(threadFrom, readThreadSchedTimes(schedPath), performance.now() - wallFrom)
+    const share = sampler.share()
     const deadline = Date.now() + STORE_DEADLINE_MS
     while (delivered < r.acked && Date.now() < deadline) await sleep(100)
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && delivered >= r.acked
@@ -405,24 +443,22 @@ try {
     const metricsUrl = `http://127.0.0.1:${httpPort}/metrics`
     const durableBefore = await histogramBuckets(metricsUrl, 'ingest_publish_to_durable_seconds')
     const delayBefore = await histogramBuckets(metricsUrl, 'ingest_reading_delay_seconds')
-    const threadFrom = await platformBrokerThread(metricsUrl)
-    const wallFrom = performance.now()
+    const sampler = sendWindowSampler(() => platformBrokerThread(metricsUrl))
     const cpuFrom = machineJiffies()
-    const r = await runStep({
-      url: `mqtt://127.0.0.1:${mqttPort}`,
-      devices,
-      ratePerSec: rate,
-      durationMs: STEP_MS,
-      warmupMs: WARMUP_MS,
-      qos: 1,
-      firstSeq: base,
-    })
-    const machineCpu = machineCpuSince(cpuFrom)
-    const share = threadShare(
-      threadFrom,
-      await platformBrokerThread(metricsUrl),
-      performance.now() - wallFrom,
+    const r = await runStep(
+      {
+        url: `mqtt://127.0.0.1:${mqttPort}`,
+        devices,
+        ratePerSec: rate,
+        durationMs: STEP_MS,
+        warmupMs: WARMUP_MS,
+        qos: 1,
+        firstSeq: base,
+      },
+      sampler.window,
     )
+    const machineCpu = machineCpuSince(cpuFrom)
+    const share = sampler.share()
     sampling = false
     const missing = await allStored(r, base, STORE_DEADLINE_MS)
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && missing === 0
@@ -517,7 +553,7 @@ try {
     overloadRatio: round(overloadRatio, 2),
     kibPerDevice: round(kibPerDevice),
     lost: lostTotal,
-    // At 10,000/s, in % of the step: the broker thread's CPU and its wait for a CPU, ours and the plain one.
+    // At 10,000/s, in % of the send window: the broker thread's CPU and its wait for a CPU, ours and the plain one.
     brokerThreadCpuPct: brokerShare?.cpuPct ?? null,
     brokerThreadWaitPct: brokerShare?.waitPct ?? null,
     baselineBrokerCpuPct: baseline.share?.cpuPct ?? null,

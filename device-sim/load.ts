@@ -360,6 +360,7 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
   }
   const sendMs = performance.now() - sendStart
   const cpu = process.cpuUsage(cpuStart)
+  log('info', `load: send window over after ${Math.round(sendMs)} ms`, {})
 
   if (options.qos > 0 && counters.acked < counters.sent) {
     await new Promise<void>((resolve) => {

@@ -75,8 +75,7 @@ function machineCpuSince(from: ReturnType<typeof machineJiffies>): string {
 
 /**
  * A broker thread's share of the send window's wall time on a CPU and waiting for one (runnable, no core
- * free):
- * the wait is what a saturated machine adds to every acknowledgement.
+ * free): the wait is what a saturated machine adds to every acknowledgement.
  */
 function threadShare(
   from: ThreadSchedTimes | undefined,

@@ -1,5 +1,8 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { getPriority, setPriority } from 'node:os'
+import type { ThreadSchedTimes } from '../ingest/metrics.ts'
+
+export type { ThreadSchedTimes }
 
 /**
  * The kernel's id of the calling thread (Linux: `/proc/thread-self`), or undefined where there is none.
@@ -12,13 +15,6 @@ export function currentThreadId(): number | undefined {
   } catch {
     return undefined
   }
-}
-
-/** A thread's time on a CPU and time spent runnable but waiting for one, since it started. */
-export interface ThreadSchedTimes {
-  readonly cpuSeconds: number
-  /** Run-queue delay: the thread had work and no core. When it grows, the host is oversubscribed. */
-  readonly waitSeconds: number
 }
 
 /**

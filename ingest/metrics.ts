@@ -13,9 +13,10 @@ export interface SpoolGaugeSource {
   readonly maxBytes: number
 }
 
-/** A thread's scheduler times (Linux `schedstat`), as `readThreadSchedTimes` in broker/thread-priority.ts reads them. */
-interface ThreadSchedTimes {
+/** A thread's time on a CPU and time spent runnable but waiting for one, since it started (Linux `schedstat`). */
+export interface ThreadSchedTimes {
   readonly cpuSeconds: number
+  /** Run-queue delay: the thread had work and no core. When it grows, the host is oversubscribed. */
   readonly waitSeconds: number
 }
 

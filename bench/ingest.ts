@@ -111,6 +111,67 @@ function sendWindowSampler(read: () => Promise<ThreadSchedTimes | undefined>) {
   return { window, share: () => threadShare(from, to, wallMs) }
 }
 
+/** /proc reports CPU times in USER_HZ ticks, 100 a second on every Linux ABI Node runs on. */
+const CLOCK_TICKS = 100
+
+/** A process's or thread's CPU time in ms (user + system), from a /proc `stat` file. */
+function statCpuMs(path: string | undefined): number | undefined {
+  if (path === undefined) return undefined
+  try {
+    const text = readFileSync(path, 'utf8')
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * CPU of named processes or threads over a step's send window, in % of one core: where the machine's time
+ * goes beside the broker thread. `paths` gives each one's /proc `stat` file (undefined: not running).
+ */
+function cpuSampler(paths: Record<string, () => string | undefined>) {
+  let from: Record<string, number | undefined> = {}
+  let to: Record<string, number | undefined> = {}
+  let startedAt = 0
+  let wallMs = 0
+  const read = () =>
+    Object.fromEntries(Object.entries(paths).map(([name, path]) => [name, statCpuMs(path())]))
+  const window: SendWindow = {
+    async start() {
+      from = read()
+      startedAt = performance.now()
+    },
+    async end() {
+      to = read()
+      wallMs = performance.now() - startedAt
+    },
+  }
+  const describe = () =>
+    Object.keys(paths)
+      .map((name) => {
+        const a = from[name]
+        const b = to[name]
+        return a === undefined || b === undefined || wallMs <= 0
+          ? `${name} ?`
+          : `${name} ${Math.round(((b - a) / wallMs) * 100)}%`
+      })
+      .join(', ')
+  return { window, describe }
+}
+
+/** Both samplers over the same send window. */
+function bothWindows(a: SendWindow, b: SendWindow): SendWindow {
+  return {
+    async start() {
+      await Promise.all([a.start(), b.start()])
+    },
+    async end() {
+      await Promise.all([a.end(), b.end()])
+    },
+  }
+}
+
 /** The platform's broker thread times, from its /metrics (Linux). */
 async function platformBrokerThread(metricsUrl: string): Promise<ThreadSchedTimes | undefined> {
   const text = await (await fetch(metricsUrl)).text()
@@ -245,6 +306,11 @@ const baseline = {
     // The plain broker is one thread (its process's main thread).
     const schedPath = `/proc/${broker.child.pid}/task/${broker.child.pid}/schedstat`
     const sampler = sendWindowSampler(async () => readThreadSchedTimes(schedPath))
+    // The subscriber runs in this process.
+    const processes = cpuSampler({
+      'broker process': () => `/proc/${broker.child.pid}/stat`,
+      subscriber: () => `/proc/${process.pid}/stat`,
+    })
     const r = await runStep(
       {
         url: `mqtt://127.0.0.1:${port}`,
@@ -254,7 +320,7 @@ const baseline = {
         warmupMs: WARMUP_MS,
         qos: 1,
       },
-      sampler.window,
+      bothWindows(sampler.window, processes.window),
     )
     const machineCpu = machineCpuSince(cpuFrom)
     const share = sampler.share()
@@ -262,7 +328,7 @@ const baseline = {
     while (delivered < r.acked && Date.now() < deadline) await sleep(100)
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && delivered >= r.acked
     log(
-      `baseline ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, delivered ${delivered}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), broker RSS ${Math.round(rssKiB(broker.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${machineCpu}, ${describeShare(share)} — ${ok ? 'sustained' : 'NOT sustained'}`,
+      `baseline ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, delivered ${delivered}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), broker RSS ${Math.round(rssKiB(broker.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${processes.describe()}, ${machineCpu}, ${describeShare(share)} — ${ok ? 'sustained' : 'NOT sustained'}`,
     )
     if (rate === LATENCY_RATE) {
       baseline.share = share
@@ -443,6 +509,13 @@ try {
     const durableBefore = await histogramBuckets(metricsUrl, 'ingest_publish_to_durable_seconds')
     const delayBefore = await histogramBuckets(metricsUrl, 'ingest_reading_delay_seconds')
     const sampler = sendWindowSampler(() => platformBrokerThread(metricsUrl))
+    // The platform thread is the process's main thread: aggregates, alarms, live stream, store writer, API.
+    const pid = platform.child.pid
+    const processes = cpuSampler({
+      'platform process': () => `/proc/${pid}/stat`,
+      'platform thread': () => `/proc/${pid}/task/${pid}/stat`,
+      InfluxDB: () => (influx.pid === undefined ? undefined : `/proc/${influx.pid}/stat`),
+    })
     const cpuFrom = machineJiffies()
     const r = await runStep(
       {
@@ -454,7 +527,7 @@ try {
         qos: 1,
         firstSeq: base,
       },
-      sampler.window,
+      bothWindows(sampler.window, processes.window),
     )
     const machineCpu = machineCpuSince(cpuFrom)
     const share = sampler.share()
@@ -462,7 +535,7 @@ try {
     const missing = await allStored(r, base, STORE_DEADLINE_MS)
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && missing === 0
     log(
-      `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${machineCpu}, ${describeShare(share)} — ${ok ? 'sustained' : 'NOT sustained'}`,
+      `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${processes.describe()}, ${machineCpu}, ${describeShare(share)} — ${ok ? 'sustained' : 'NOT sustained'}`,
     )
     // `--timeline`: the slowest PUBACK per second of the step, to tell one stall from a spread-out tail.
     if (flags.timeline)

@@ -26,6 +26,8 @@ export interface Influxd {
   readonly auth?: { readonly username: string; readonly password: string }
   /** The temp dir holding config, meta, data and wal. */
   readonly dir: string
+  /** influxd's process id while it runs (benchmarks read its CPU from /proc). */
+  readonly pid: number | undefined
   /** Runs InfluxQL through POST /query (with the admin credentials, if any). */
   query(statement: string, db?: string): Promise<InfluxResponse>
   /** Posts line protocol to the 1.x /write endpoint, ms precision (with the admin credentials, if any). */
@@ -397,6 +399,10 @@ export async function startInfluxd(options: StartInfluxdOptions = {}): Promise<I
     database: options.database,
     auth: options.auth,
     dir,
+    get pid() {
+      const proc = server.proc
+      return proc === undefined || exited(proc) ? undefined : proc.pid
+    },
     query,
     write,
     async stop() {

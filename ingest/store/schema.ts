@@ -59,8 +59,8 @@ export function tagValueProblem(value: string): string | undefined {
   return undefined
 }
 
-/** Tags repeat on every reading of a device: check each series once (bounded cache; '' = fine). */
-const tagVerdicts = new Map<string, string>()
+/** Tags repeat on every reading of a device: check each device's tags once (bounded cache; '' = fine). */
+const tagVerdicts = new Map<string, { district: string; regency: string; verdict: string }>()
 const MAX_CACHED_SERIES = 100_000
 
 function tagsProblem(reading: StoredReading): string | undefined {
@@ -68,9 +68,11 @@ function tagsProblem(reading: StoredReading): string | undefined {
   if (typeof device !== 'string' || typeof district !== 'string' || typeof regency !== 'string') {
     for (const key of TAG_KEYS) if (typeof reading[key] !== 'string') return `${key} is not a string`
   }
-  const cacheKey = `${device}\n${district}\n${regency}`
-  const cached = tagVerdicts.get(cacheKey)
-  if (cached !== undefined) return cached === '' ? undefined : cached
+  // Keyed by device and compared on the other two: cheaper than hashing a composite key on every line.
+  const cached = tagVerdicts.get(reading.device)
+  if (cached !== undefined && cached.district === reading.district && cached.regency === reading.regency) {
+    return cached.verdict === '' ? undefined : cached.verdict
+  }
   let verdict = ''
   for (const key of TAG_KEYS) {
     const value = reading[key]
@@ -81,7 +83,7 @@ function tagsProblem(reading: StoredReading): string | undefined {
     }
   }
   if (tagVerdicts.size >= MAX_CACHED_SERIES) tagVerdicts.clear()
-  tagVerdicts.set(cacheKey, verdict)
+  tagVerdicts.set(reading.device, { district: reading.district, regency: reading.regency, verdict })
   return verdict === '' ? undefined : verdict
 }
 

@@ -17,12 +17,13 @@ export const IngestEnvSchema = z
     INFLUX_USERNAME: z.string().min(1).optional(),
     INFLUX_PASSWORD: z.string().min(1).optional(),
     INFLUX_TIMEOUT_MS: envInt(1000, 600_000).default(10_000),
+    INFLUX_CONTENT_ENCODING: z.enum(['gzip', 'identity'], 'expected gzip or identity').default('gzip'),
     SPOOL_MAX_MEMORY_READINGS: envInt(1000, 50_000_000).default(200_000),
     SPOOL_MAX_BYTES: envInt(1_000_000, Number.MAX_SAFE_INTEGER).default(4 * 1024 ** 3),
     SPOOL_SEGMENT_BYTES: envInt(65_536, 1024 ** 3).default(64 * 1024 ** 2),
     // Building a batch blocks the event loop (~2 µs a reading): small batches keep PUBACK latency even.
-    WRITER_BATCH_SIZE: envInt(1, 100_000).default(1000),
-    WRITER_MAX_WAIT_MS: envInt(0, 10_000).default(50),
+    WRITER_BATCH_SIZE: envInt(1, 100_000).default(5000),
+    WRITER_MAX_WAIT_MS: envInt(0, 10_000).default(500),
     INGEST_MAX_FUTURE_SKEW_MS: envInt(0, 86_400_000).default(300_000),
     INGEST_MAX_PAYLOAD_BYTES: envInt(256, 16 * 1024 ** 2).default(65_536),
     /** HMAC key for device secrets (hex, 32+ characters). Unset: a key is created in DATA_DIR/registry.key. */
@@ -50,6 +51,7 @@ export type InfluxConfig =
       readonly org: string
       readonly bucket: string
       readonly timeoutMs: number
+      readonly contentEncoding: 'gzip' | 'identity'
     }
   | {
       readonly apiVersion: 'v1'
@@ -59,6 +61,7 @@ export type InfluxConfig =
       readonly username?: string
       readonly password?: string
       readonly timeoutMs: number
+      readonly contentEncoding: 'gzip' | 'identity'
     }
 
 export interface IngestConfig {
@@ -85,6 +88,7 @@ export function ingestConfigFromEnv(env: Readonly<Record<string, string | undefi
             org: e.INFLUX_ORG!,
             bucket: e.INFLUX_BUCKET!,
             timeoutMs: e.INFLUX_TIMEOUT_MS,
+            contentEncoding: e.INFLUX_CONTENT_ENCODING,
           }
         : {
             apiVersion: 'v1',
@@ -94,6 +98,7 @@ export function ingestConfigFromEnv(env: Readonly<Record<string, string | undefi
             username: e.INFLUX_USERNAME,
             password: e.INFLUX_PASSWORD,
             timeoutMs: e.INFLUX_TIMEOUT_MS,
+            contentEncoding: e.INFLUX_CONTENT_ENCODING,
           }
   }
   return {

@@ -67,13 +67,19 @@ describe('npm start (platform/main.ts)', () => {
   })
 
   it('refuses to start with a bad variable, naming it and what it expects', async () => {
-    const bad = startMain({ MQTT_PORT: 'eighteen-eighty-three', INFLUX_URL: 'ftp://nope', DATA_DIR: dataDir })
+    const bad = startMain({
+      MQTT_PORT: 'eighteen-eighty-three',
+      INFLUX_URL: 'ftp://nope',
+      INFLUX_CONTENT_ENCODING: 'deflate',
+      DATA_DIR: dataDir,
+    })
     const code = await bad.exited
     expect(code).toBe(78)
     expect(bad.stderr()).toMatch(
       /MQTT_PORT: expected a whole number from 0 to 65535 \(got "eighteen-eighty-three"\)/,
     )
     expect(bad.stderr()).toMatch(/INFLUX_URL: expected a URL starting with http:\/\/ or https:\/\//)
+    expect(bad.stderr()).toMatch(/INFLUX_CONTENT_ENCODING: expected gzip or identity/)
     expect(bad.stdout()).not.toMatch(/is running/)
   })
 })

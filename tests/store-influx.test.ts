@@ -373,6 +373,37 @@ describe('InfluxDB store with authentication (real influxd 1.6)', () => {
 })
 
 describe('InfluxDB store over HTTP answers influxd cannot be made to give', () => {
+  it('gzips bodies above the threshold, and never with content encoding identity', async () => {
+    const http = await startHttpServer((_req, res) => {
+      res.writeHead(204).end()
+    })
+    const readings = Array.from({ length: 50 }, (_, i) => river('gz-1', i))
+    const sent: Record<string, { encoding: string | undefined; body: string }> = {}
+    try {
+      for (const contentEncoding of ['gzip', 'identity'] as const) {
+        const store = createInfluxStore({
+          url: http.url,
+          apiVersion: 'v1',
+          database: 'city',
+          contentEncoding,
+        })
+        try {
+          await store.write(readings)
+        } finally {
+          await store.close()
+        }
+        const write = http.seen.at(-1)!
+        sent[contentEncoding] = { encoding: write.headers['content-encoding'] as string, body: write.body }
+      }
+    } finally {
+      await http.close()
+    }
+    expect(sent.gzip?.body.length).toBeGreaterThan(1000)
+    expect(sent.gzip?.encoding).toBe('gzip')
+    expect(sent.identity?.encoding).toBeUndefined()
+    expect(sent.identity?.body).toBe(sent.gzip?.body)
+  })
+
   it('uses the 2.x API with a token: /api/v2/write with org and bucket, /query with db=bucket', async () => {
     const http = await startHttpServer((req, res) => {
       if (req.url.startsWith('/query')) {

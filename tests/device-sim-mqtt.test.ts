@@ -1,5 +1,7 @@
 import { createServer, type Server } from 'node:net'
 import { Aedes } from 'aedes'
+import fc from 'fast-check'
+import { generate } from 'mqtt-packet'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   defineFleet,
@@ -9,6 +11,7 @@ import {
   type SimulatorOptions,
   startSimulator,
 } from '../device-sim/index.ts'
+import { encodePublish } from '../device-sim/load.ts'
 import { parseTopic, validateStatus, validateTelemetry } from '../firmware-contracts/index.ts'
 
 /** What the broker saw, per device: every publish in order, and the credentials of every CONNECT. */
@@ -351,6 +354,45 @@ describe('load mode against a real Aedes broker', () => {
     }
     expect(total).toBe(400)
     expect(received).toBe(400)
+  })
+
+  it('sends several publishes to one device within a tick, each acknowledged once', async () => {
+    const devices = fleet.slice(0, 2)
+    // 2,000/s over 2 devices in 5 ms ticks: about 5 publishes per device per tick, corked into one write.
+    const report = await runLoad({ url: broker.url, devices, ratePerSec: 2000, durationMs: 500, qos: 1 })
+    expect(report.sent).toBe(1000)
+    expect(report.acked).toBe(1000)
+    for (const device of devices) {
+      const acked = report.ackedSeqs[device.id]!
+      expect(acked.ranges()).toEqual([[0, acked.size - 1]])
+    }
+  })
+
+  it('encodes PUBLISH packets byte for byte as mqtt-packet does', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'grapheme', minLength: 1, maxLength: 300 }),
+        fc.string({ unit: 'grapheme', maxLength: 20_000 }),
+        fc.constantFrom(0 as const, 1 as const),
+        fc.integer({ min: 1, max: 65_535 }),
+        (topic, payload, qos, messageId) => {
+          const field = Buffer.alloc(2 + Buffer.byteLength(topic))
+          field.writeUInt16BE(Buffer.byteLength(topic))
+          field.write(topic, 2)
+          const expected = generate({
+            cmd: 'publish',
+            topic,
+            payload,
+            qos,
+            messageId,
+            retain: false,
+            dup: false,
+          })
+          expect(encodePublish(field, payload, qos, messageId).equals(expected)).toBe(true)
+        },
+      ),
+      { numRuns: 300 },
+    )
   })
 
   it('stops at maxMessages and reports devices it could not connect', async () => {

@@ -95,8 +95,7 @@ export interface LoadReport {
 
 interface Conn {
   readonly device: LoadDevice
-  readonly topic: string
-  /** The topic as MQTT writes it (2-byte length, then UTF-8), built once. */
+  /** The telemetry topic as MQTT writes it (2-byte length, then UTF-8), built once. */
   readonly topicField: Buffer
   /** The metrics part of the payload, `"waterLevel":81.2,...`, built once. */
   readonly fragment: string
@@ -200,7 +199,6 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
     const { metrics } = sampleMetrics(spec, signalTime, options.seed, initialSignalState(signalTime))
     return {
       device,
-      topic: topicFor(device.id, 'telemetry'),
       topicField: mqttString(topicFor(device.id, 'telemetry')),
       fragment: JSON.stringify(metrics).slice(1, -1),
       acked: new SeqSet(),

@@ -21,7 +21,8 @@ export const IngestEnvSchema = z
     SPOOL_MAX_MEMORY_READINGS: envInt(1000, 50_000_000).default(200_000),
     SPOOL_MAX_BYTES: envInt(1_000_000, Number.MAX_SAFE_INTEGER).default(4 * 1024 ** 3),
     SPOOL_SEGMENT_BYTES: envInt(65_536, 1024 ** 3).default(64 * 1024 ** 2),
-    // Building a batch blocks the event loop (~2 µs a reading): small batches keep PUBACK latency even.
+    // InfluxDB spends much of its CPU per request: fewer, larger batches cost it less. Building one blocks the
+    // platform thread (~1.5 µs a reading), not the broker thread, so acknowledgements do not wait for it.
     WRITER_BATCH_SIZE: envInt(1, 100_000).default(5000),
     WRITER_MAX_WAIT_MS: envInt(0, 10_000).default(500),
     INGEST_MAX_FUTURE_SKEW_MS: envInt(0, 86_400_000).default(300_000),

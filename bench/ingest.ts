@@ -12,7 +12,7 @@ import mqtt from 'mqtt'
 import WebSocket from 'ws'
 import { readThreadSchedTimes, type ThreadSchedTimes } from '../broker/thread-priority.ts'
 import { startInfluxd } from '../tests/helpers/influxd.ts'
-import { freePort, platformProcessEnv, spawnTs } from '../tests/helpers/process.ts'
+import { freePort, platformProcessEnv, procStatFields, spawnTs } from '../tests/helpers/process.ts'
 
 const { values: flags } = parseArgs({
   options: {
@@ -73,31 +73,37 @@ function machineCpuSince(from: ReturnType<typeof machineJiffies>): string {
   return `machine CPU ${pct(to.busy - from.busy)}% busy (steal ${pct(to.steal - from.steal)}%)`
 }
 
-/**
- * A broker thread's share of the send window's wall time on a CPU and waiting for one (runnable, no core
- * free): the wait is what a saturated machine adds to every acknowledgement.
- */
-function threadShare(
-  from: ThreadSchedTimes | undefined,
-  to: ThreadSchedTimes | undefined,
-  wallMs: number,
-): { cpuPct: number; waitPct: number } | undefined {
-  if (from === undefined || to === undefined || wallMs <= 0) return undefined
-  const pct = (seconds: number) => Math.round(((seconds * 1000) / wallMs) * 100)
-  return { cpuPct: pct(to.cpuSeconds - from.cpuSeconds), waitPct: pct(to.waitSeconds - from.waitSeconds) }
+/** A process's or thread's CPU time in ms (user + system), from a /proc `stat` file; undefined if gone. */
+function statCpuMs(path: string | undefined): number | undefined {
+  if (path === undefined) return undefined
+  try {
+    const fields = procStatFields(path)
+    // /proc counts in USER_HZ ticks, 100 a second on every Linux ABI Node runs on.
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return undefined
+  }
 }
 
-const describeShare = (share: ReturnType<typeof threadShare>) =>
-  share === undefined
-    ? 'broker thread times unknown'
-    : `broker thread ${share.cpuPct}% of a core, waiting for a CPU ${share.waitPct}% of the send window`
-
-/** Samples a thread's scheduler times over a step's send window, for `threadShare`. */
-function sendWindowSampler(read: () => Promise<ThreadSchedTimes | undefined>) {
-  let from: ThreadSchedTimes | undefined
-  let to: ThreadSchedTimes | undefined
+/**
+ * What a step's send window cost: the broker thread's share of its wall time on a CPU and waiting for one
+ * (runnable, no core free: what a saturated machine adds to every acknowledgement), and the CPU of the
+ * processes or threads beside it, in % of one core. `cpu` gives each one's /proc `stat` file (undefined:
+ * not running).
+ */
+function sendWindowSampler(
+  brokerThread: () => Promise<ThreadSchedTimes | undefined>,
+  cpu: Record<string, () => string | undefined>,
+) {
+  const read = async () => ({
+    thread: await brokerThread(),
+    cpuMs: Object.fromEntries(Object.entries(cpu).map(([name, path]) => [name, statCpuMs(path())])),
+  })
+  let from: Awaited<ReturnType<typeof read>> | undefined
+  let to: Awaited<ReturnType<typeof read>> | undefined
   let startedAt = 0
   let wallMs = 0
+  const pct = (ms: number) => Math.round((ms / wallMs) * 100)
   const window: SendWindow = {
     async start() {
       from = await read()
@@ -108,67 +114,48 @@ function sendWindowSampler(read: () => Promise<ThreadSchedTimes | undefined>) {
       wallMs = performance.now() - startedAt
     },
   }
-  return { window, share: () => threadShare(from, to, wallMs) }
-}
-
-/** /proc reports CPU times in USER_HZ ticks, 100 a second on every Linux ABI Node runs on. */
-const CLOCK_TICKS = 100
-
-/** A process's or thread's CPU time in ms (user + system), from a /proc `stat` file. */
-function statCpuMs(path: string | undefined): number | undefined {
-  if (path === undefined) return undefined
-  try {
-    const text = readFileSync(path, 'utf8')
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS
-  } catch {
-    return undefined
+  const share = (): BrokerThreadShare | undefined => {
+    const [a, b] = [from?.thread, to?.thread]
+    if (a === undefined || b === undefined || wallMs <= 0) return undefined
+    return {
+      cpuPct: pct((b.cpuSeconds - a.cpuSeconds) * 1000),
+      waitPct: pct((b.waitSeconds - a.waitSeconds) * 1000),
+    }
   }
-}
-
-/**
- * CPU of named processes or threads over a step's send window, in % of one core: where the machine's time
- * goes beside the broker thread. `paths` gives each one's /proc `stat` file (undefined: not running).
- */
-function cpuSampler(paths: Record<string, () => string | undefined>) {
-  let from: Record<string, number | undefined> = {}
-  let to: Record<string, number | undefined> = {}
-  let startedAt = 0
-  let wallMs = 0
-  const read = () =>
-    Object.fromEntries(Object.entries(paths).map(([name, path]) => [name, statCpuMs(path())]))
-  const window: SendWindow = {
-    async start() {
-      from = read()
-      startedAt = performance.now()
-    },
-    async end() {
-      to = read()
-      wallMs = performance.now() - startedAt
-    },
+  /** For a step's log line: the processes' CPU, and the broker thread's. */
+  const describe = () => {
+    const s = share()
+    return {
+      cpu: Object.keys(cpu)
+        .map((name) => {
+          const [a, b] = [from?.cpuMs[name], to?.cpuMs[name]]
+          return a === undefined || b === undefined || wallMs <= 0 ? `${name} ?` : `${name} ${pct(b - a)}%`
+        })
+        .join(', '),
+      thread:
+        s === undefined
+          ? 'broker thread times unknown'
+          : `broker thread ${s.cpuPct}% of a core, waiting for a CPU ${s.waitPct}% of the send window`,
+    }
   }
-  const describe = () =>
-    Object.keys(paths)
-      .map((name) => {
-        const a = from[name]
-        const b = to[name]
-        return a === undefined || b === undefined || wallMs <= 0
-          ? `${name} ?`
-          : `${name} ${Math.round(((b - a) / wallMs) * 100)}%`
-      })
-      .join(', ')
-  return { window, describe }
+  return { window, share, describe }
 }
 
-/** Both samplers over the same send window. */
-function bothWindows(a: SendWindow, b: SendWindow): SendWindow {
+interface BrokerThreadShare {
+  readonly cpuPct: number
+  readonly waitPct: number
+}
+
+/** One load step's input, the same for both brokers. */
+function stepInput(port: number, devices: readonly LoadDevice[], rate: number, firstSeq?: number) {
   return {
-    async start() {
-      await Promise.all([a.start(), b.start()])
-    },
-    async end() {
-      await Promise.all([a.end(), b.end()])
-    },
+    url: `mqtt://127.0.0.1:${port}`,
+    devices,
+    ratePerSec: rate,
+    durationMs: STEP_MS,
+    warmupMs: WARMUP_MS,
+    qos: 1,
+    ...(firstSeq === undefined ? {} : { firstSeq }),
   }
 }
 
@@ -278,7 +265,7 @@ const baseline = {
   pubackP50: Number.NaN,
   pubackP99: Number.NaN,
   pubackP99All: Number.NaN,
-  share: undefined as ReturnType<typeof threadShare>,
+  share: undefined as BrokerThreadShare | undefined,
 }
 {
   const port = await freePort()
@@ -305,30 +292,20 @@ const baseline = {
     const cpuFrom = machineJiffies()
     // The plain broker is one thread (its process's main thread).
     const schedPath = `/proc/${broker.child.pid}/task/${broker.child.pid}/schedstat`
-    const sampler = sendWindowSampler(async () => readThreadSchedTimes(schedPath))
-    // The subscriber runs in this process.
-    const processes = cpuSampler({
+    const sampler = sendWindowSampler(async () => readThreadSchedTimes(schedPath), {
       'broker process': () => `/proc/${broker.child.pid}/stat`,
+      // The subscriber runs in this process.
       subscriber: () => `/proc/${process.pid}/stat`,
     })
-    const r = await runStep(
-      {
-        url: `mqtt://127.0.0.1:${port}`,
-        devices,
-        ratePerSec: rate,
-        durationMs: STEP_MS,
-        warmupMs: WARMUP_MS,
-        qos: 1,
-      },
-      bothWindows(sampler.window, processes.window),
-    )
+    const r = await runStep(stepInput(port, devices, rate), sampler.window)
     const machineCpu = machineCpuSince(cpuFrom)
     const share = sampler.share()
+    const described = sampler.describe()
     const deadline = Date.now() + STORE_DEADLINE_MS
     while (delivered < r.acked && Date.now() < deadline) await sleep(100)
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && delivered >= r.acked
     log(
-      `baseline ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, delivered ${delivered}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), broker RSS ${Math.round(rssKiB(broker.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${processes.describe()}, ${machineCpu}, ${describeShare(share)} — ${ok ? 'sustained' : 'NOT sustained'}`,
+      `baseline ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, delivered ${delivered}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), broker RSS ${Math.round(rssKiB(broker.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${described.cpu}, ${machineCpu}, ${described.thread} — ${ok ? 'sustained' : 'NOT sustained'}`,
     )
     if (rate === LATENCY_RATE) {
       baseline.share = share
@@ -501,41 +478,30 @@ try {
   let wsP99 = Number.NaN
   let wsP99All = Number.NaN
   let lostTotal = 0
-  let brokerShare: ReturnType<typeof threadShare>
+  let brokerShare: BrokerThreadShare | undefined
   for (const [i, rate] of STEPS.entries()) {
     const base = (i + 1) * 10_000_000
     sampling = rate === LATENCY_RATE
     const metricsUrl = `http://127.0.0.1:${httpPort}/metrics`
     const durableBefore = await histogramBuckets(metricsUrl, 'ingest_publish_to_durable_seconds')
     const delayBefore = await histogramBuckets(metricsUrl, 'ingest_reading_delay_seconds')
-    const sampler = sendWindowSampler(() => platformBrokerThread(metricsUrl))
-    // The platform thread is the process's main thread: aggregates, alarms, live stream, store writer, API.
     const pid = platform.child.pid
-    const processes = cpuSampler({
+    const sampler = sendWindowSampler(() => platformBrokerThread(metricsUrl), {
       'platform process': () => `/proc/${pid}/stat`,
+      // The platform thread is the process's main thread: aggregates, alarms, live stream, store writer, API.
       'platform thread': () => `/proc/${pid}/task/${pid}/stat`,
       InfluxDB: () => (influx.pid === undefined ? undefined : `/proc/${influx.pid}/stat`),
     })
     const cpuFrom = machineJiffies()
-    const r = await runStep(
-      {
-        url: `mqtt://127.0.0.1:${mqttPort}`,
-        devices,
-        ratePerSec: rate,
-        durationMs: STEP_MS,
-        warmupMs: WARMUP_MS,
-        qos: 1,
-        firstSeq: base,
-      },
-      bothWindows(sampler.window, processes.window),
-    )
+    const r = await runStep(stepInput(mqttPort, devices, rate, base), sampler.window)
     const machineCpu = machineCpuSince(cpuFrom)
     const share = sampler.share()
+    const described = sampler.describe()
     sampling = false
     const missing = await allStored(r, base, STORE_DEADLINE_MS)
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && missing === 0
     log(
-      `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${processes.describe()}, ${machineCpu}, ${describeShare(share)} — ${ok ? 'sustained' : 'NOT sustained'}`,
+      `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${described.cpu}, ${machineCpu}, ${described.thread} — ${ok ? 'sustained' : 'NOT sustained'}`,
     )
     // `--timeline`: the slowest PUBACK per second of the step, to tell one stall from a spread-out tail.
     if (flags.timeline)

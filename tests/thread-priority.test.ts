@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -7,6 +7,7 @@ import { currentThreadId, lowerBackgroundPriority, readThreadSchedTimes } from '
 import { ConfigError } from '../firmware-contracts/index.ts'
 import { loadPlatformConfig } from '../platform/config.ts'
 import { eventually, startTestPlatform, type TestPlatform } from './helpers/platform.ts'
+import { procStatFields } from './helpers/process.ts'
 
 // The acknowledgement path (broker thread, spool sync thread) keeps its priority; the platform's other
 // threads are lowered so that on a loaded machine the kernel runs PUBACKs first. Linux only.
@@ -14,8 +15,7 @@ const linux = process.platform === 'linux'
 
 /** Nice value of a thread of this process, from /proc (field 19 of stat). */
 function niceOf(tid: number): number {
-  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])
+  return Number(procStatFields(`/proc/self/task/${tid}/stat`)[16])
 }
 
 const threads = () => readdirSync('/proc/self/task').map(Number)

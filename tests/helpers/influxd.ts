@@ -1,17 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import {
-  accessSync,
-  constants,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs'
+import { accessSync, constants, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
+import { procStatFields } from './process.ts'
 
 /**
  * A throwaway InfluxDB 1.x (Debian's `influxd`) on free 127.0.0.1 ports with its data in a temp dir.
@@ -196,11 +188,7 @@ function waitForExit(proc: ChildProcess): Promise<void> {
 
 /** Scheduler states of a process's threads (R, S, T...), from /proc. */
 function threadStates(pid: number): string[] {
-  return readdirSync(`/proc/${pid}/task`).map((task) => {
-    const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8')
-    // The command name in parentheses may contain spaces: the state follows its closing parenthesis.
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
-  })
+  return readdirSync(`/proc/${pid}/task`).map((task) => procStatFields(`/proc/${pid}/task/${task}/stat`)[0]!)
 }
 
 async function waitForThreads(pid: number, done: (states: string[]) => boolean, what: string): Promise<void> {

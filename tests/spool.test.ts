@@ -1,8 +1,9 @@
 import { appendFileSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import fc from 'fast-check'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type DurableBatch, Spool, SpoolFeed, SpoolLog } from '../ingest/spool.ts'
+import { type DurableBatch, parseBatch, Spool, SpoolFeed, SpoolLog, spoolLine } from '../ingest/spool.ts'
 import { threadSpoolIo } from '../ingest/spool-io.ts'
 import type { StoredReading } from '../ingest/store/types.ts'
 
@@ -244,5 +245,40 @@ describe('spool', () => {
       await io.close()
       closeSync(fd)
     }
+  })
+
+  it('writes a reading as JSON.stringify would, byte for byte, whatever its tags and numbers', () => {
+    const text = fc.string({ unit: 'binary', maxLength: 12 })
+    const number = fc.oneof(
+      fc.double(),
+      fc.integer(),
+      fc.constantFrom(-0, Number.NaN, Number.POSITIVE_INFINITY),
+    )
+    const anyReading = fc.record({
+      kind: fc.oneof(fc.constantFrom('river-level', 'air-quality'), text),
+      device: fc.oneof(fc.constantFrom('dps-river-001', 'dps-river-002'), text),
+      district: fc.oneof(fc.constant('Denpasar Barat'), text),
+      regency: fc.oneof(fc.constant('Kota Denpasar'), text),
+      ts: number,
+      receivedAt: number,
+      seq: number,
+      fields: fc.dictionary(fc.oneof(fc.constantFrom('waterLevel', 'flow', '0', '__proto__'), text), number, {
+        maxKeys: 4,
+      }),
+    })
+    fc.assert(
+      fc.property(fc.nat(), anyReading, (offset, r) => {
+        const line = spoolLine(offset, r as StoredReading)
+        expect(line).toBe(`{"o":${offset},"r":${JSON.stringify(r)}}\n`)
+      }),
+      { numRuns: 2000 },
+    )
+    // A device re-registered with other tags gets lines with its new tags, not the cached ones.
+    const first = reading(1)
+    const moved = { ...first, district: 'Denpasar Timur', seq: 2 }
+    expect(parseBatch(spoolLine(0, first) + spoolLine(1, moved)).map((e) => e.reading.district)).toEqual([
+      'Denpasar Barat',
+      'Denpasar Timur',
+    ])
   })
 })

@@ -12,6 +12,7 @@ import {
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { inlineSpoolIo, type SpoolIo, threadSpoolIo } from './spool-io.ts'
+import { perDeviceTags } from './store/per-device.ts'
 import type { StoredReading } from './store/types.ts'
 
 // The spool is two halves that may live on different threads. `SpoolLog` is the broker's half: it appends
@@ -122,43 +123,17 @@ function listSegments(dir: string): Segment[] {
     })
 }
 
-/** A device's tags as the spool writes them, built once per device (bounded) instead of once per reading. */
-interface LineHead {
-  readonly kind: string
-  readonly district: string
-  readonly regency: string
-  readonly text: string
-}
-const lineHeads = new Map<string, LineHead>()
+/** A device's tags as the spool writes them, built once per device instead of once per reading. */
+const lineHead = perDeviceTags(
+  (reading) =>
+    `{"kind":${JSON.stringify(reading.kind)},"device":${JSON.stringify(reading.device)}` +
+    `,"district":${JSON.stringify(reading.district)},"regency":${JSON.stringify(reading.regency)}`,
+)
 const fieldKeys = new Map<string, string>()
-const MAX_CACHED_HEADS = 100_000
 const MAX_CACHED_KEYS = 1_000
 
 /** `JSON.stringify` of a number: finite ones print alike, NaN and the infinities become null. */
 const jsonNumber = (n: number) => (Number.isFinite(n) ? `${n}` : 'null')
-
-function lineHead(reading: StoredReading): string {
-  const cached = lineHeads.get(reading.device)
-  if (
-    cached !== undefined &&
-    cached.kind === reading.kind &&
-    cached.district === reading.district &&
-    cached.regency === reading.regency
-  ) {
-    return cached.text
-  }
-  const text =
-    `{"kind":${JSON.stringify(reading.kind)},"device":${JSON.stringify(reading.device)}` +
-    `,"district":${JSON.stringify(reading.district)},"regency":${JSON.stringify(reading.regency)}`
-  if (lineHeads.size >= MAX_CACHED_HEADS) lineHeads.clear()
-  lineHeads.set(reading.device, {
-    kind: reading.kind,
-    district: reading.district,
-    regency: reading.regency,
-    text,
-  })
-  return text
-}
 
 function fieldKey(name: string): string {
   let key = fieldKeys.get(name)

@@ -1,4 +1,5 @@
 import { DEVICE_KINDS } from '../../firmware-contracts/index.ts'
+import { perDeviceTags } from './per-device.ts'
 import { metricColumns } from './schema.ts'
 import type { StoredReading } from './types.ts'
 
@@ -15,40 +16,12 @@ export function escapeTag(value: string): string {
   return value.replace(/[, =]/g, '\\$&')
 }
 
-/** A device's tags repeat on every reading: escape them once per device, not once per line (bounded). */
-interface SeriesPrefix {
-  readonly kind: string
-  readonly district: string
-  readonly regency: string
-  readonly prefix: string
-}
-const prefixes = new Map<string, SeriesPrefix>()
-const MAX_CACHED_SERIES = 100_000
-
-function seriesPrefix(reading: StoredReading): string {
-  const cached = prefixes.get(reading.device)
-  // A device re-registered with other tags gets a new prefix; comparing three short strings is cheaper
-  // than building and hashing a composite key for every line.
-  if (
-    cached !== undefined &&
-    cached.kind === reading.kind &&
-    cached.district === reading.district &&
-    cached.regency === reading.regency
-  ) {
-    return cached.prefix
-  }
-  const prefix =
+/** A device's tags repeat on every reading: escape them once per device, not once per line. */
+const seriesPrefix = perDeviceTags(
+  (reading) =>
     `${escapeMeasurement(reading.kind)},device=${escapeTag(reading.device)},district=${escapeTag(reading.district)}` +
-    `,kind=${escapeTag(reading.kind)},regency=${escapeTag(reading.regency)} `
-  if (prefixes.size >= MAX_CACHED_SERIES) prefixes.clear()
-  prefixes.set(reading.device, {
-    kind: reading.kind,
-    district: reading.district,
-    regency: reading.regency,
-    prefix,
-  })
-  return prefix
-}
+    `,kind=${escapeTag(reading.kind)},regency=${escapeTag(reading.regency)} `,
+)
 
 /** Per kind, each metric's escaped `key=` and whether it is written as an integer. */
 const FIELD_KEYS = new Map(

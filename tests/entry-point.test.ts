@@ -79,7 +79,7 @@ describe('npm start (platform/main.ts)', () => {
       /MQTT_PORT: expected a whole number from 0 to 65535 \(got "eighteen-eighty-three"\)/,
     )
     expect(bad.stderr()).toMatch(/INFLUX_URL: expected a URL starting with http:\/\/ or https:\/\//)
-    expect(bad.stderr()).toMatch(/INFLUX_CONTENT_ENCODING: expected gzip or identity/)
+    expect(bad.stderr()).toMatch(/INFLUX_CONTENT_ENCODING: expected auto, gzip or identity/)
     expect(bad.stdout()).not.toMatch(/is running/)
   })
 })

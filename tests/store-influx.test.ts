@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { gunzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ingestConfigFromEnv } from '../ingest/config.ts'
 import { createInfluxStore, InfluxStoreOptionsSchema, v1WritePath } from '../ingest/store/influx.ts'
 import { type StoredReading, StoreWriteError, type TimeSeriesStore } from '../ingest/store/types.ts'
 import { type Influxd, startInfluxd } from './helpers/influxd.ts'
@@ -402,6 +403,29 @@ describe('InfluxDB store over HTTP answers influxd cannot be made to give', () =
     expect(sent.gzip?.encoding).toBe('gzip')
     expect(sent.identity?.encoding).toBeUndefined()
     expect(sent.identity?.body).toBe(sent.gzip?.body)
+  })
+
+  it('compresses by default only for an InfluxDB on another host; an explicit setting always wins', () => {
+    const encoding = (url: string, setting?: string) =>
+      ingestConfigFromEnv({ INFLUX_URL: url, ...(setting && { INFLUX_CONTENT_ENCODING: setting }) }).influx
+        ?.contentEncoding
+    for (const local of [
+      'http://127.0.0.1:8086',
+      'http://127.8.0.1:8086',
+      'http://localhost:8086',
+      'http://[::1]:8086',
+    ])
+      expect(encoding(local), local).toBe('identity')
+    for (const remote of [
+      'http://influxdb:8086',
+      'https://10.0.0.7:8086',
+      'http://128.0.0.1',
+      'http://127.example.org',
+    ])
+      expect(encoding(remote), remote).toBe('gzip')
+    expect(encoding('http://127.0.0.1:8086', 'gzip')).toBe('gzip')
+    expect(encoding('http://influxdb:8086', 'identity')).toBe('identity')
+    expect(encoding('http://influxdb:8086', 'auto')).toBe('gzip')
   })
 
   it('uses the 2.x API with a token: /api/v2/write with org and bucket, /query with db=bucket', async () => {

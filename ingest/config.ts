@@ -83,10 +83,7 @@ export interface IngestConfig {
  * loopback has plenty of, and costs CPU on both sides: 3–4% of a core for the sender at 10,000 readings/s,
  * with nothing measurable saved by InfluxDB 1.6 (docs/performance-log.md).
  */
-export function influxContentEncoding(
-  setting: 'auto' | 'gzip' | 'identity',
-  url: string,
-): 'gzip' | 'identity' {
+function influxContentEncoding(setting: 'auto' | 'gzip' | 'identity', url: string): 'gzip' | 'identity' {
   if (setting !== 'auto') return setting
   const host = new URL(url).hostname
   const loopback = host === 'localhost' || host === '[::1]' || (isIPv4(host) && host.startsWith('127.'))

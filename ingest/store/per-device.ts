@@ -1,9 +1,10 @@
 import type { StoredReading } from './types.ts'
 
 /**
- * A value built from a device's tags (its line protocol series, its spool line head), kept per device and
- * built again when the device was re-registered with other tags. Every acknowledged reading needs one, so
- * it is built once per device instead of once per reading. Bounded: past `max` devices it starts over.
+ * A value built from a device's tags (its line protocol series, its spool line head, the verdict on its
+ * tags), kept per device and built again when the device was re-registered with other tags. Every
+ * acknowledged reading needs one, so it is built once per device instead of once per reading. Bounded:
+ * past `max` devices it starts over.
  */
 export function perDeviceTags<T>(
   build: (reading: StoredReading) => T,

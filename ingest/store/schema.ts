@@ -5,6 +5,7 @@ import {
   KIND_SPECS,
   type MetricSpec,
 } from '../../firmware-contracts/index.ts'
+import { perDeviceTags } from './per-device.ts'
 import type { DeviceRangeQuery, StoredReading } from './types.ts'
 
 export interface MetricColumn {
@@ -59,31 +60,22 @@ export function tagValueProblem(value: string): string | undefined {
   return undefined
 }
 
-/** Tags repeat on every reading of a device: check each device's tags once (bounded cache; '' = fine). */
-const tagVerdicts = new Map<string, { district: string; regency: string; verdict: string }>()
-const MAX_CACHED_SERIES = 100_000
+/** Tags repeat on every reading of a device: check each device's tags once ('' = fine). */
+const tagVerdict = perDeviceTags((reading) => {
+  for (const key of TAG_KEYS) {
+    const value = reading[key]
+    const problem = tagValueProblem(value)
+    if (problem !== undefined) return `${key} ${JSON.stringify(value).slice(0, 80)} ${problem}`
+  }
+  return ''
+})
 
 function tagsProblem(reading: StoredReading): string | undefined {
   const { device, district, regency } = reading as { device: unknown; district: unknown; regency: unknown }
   if (typeof device !== 'string' || typeof district !== 'string' || typeof regency !== 'string') {
     for (const key of TAG_KEYS) if (typeof reading[key] !== 'string') return `${key} is not a string`
   }
-  // Keyed by device and compared on the other two: cheaper than hashing a composite key on every line.
-  const cached = tagVerdicts.get(reading.device)
-  if (cached !== undefined && cached.district === reading.district && cached.regency === reading.regency) {
-    return cached.verdict === '' ? undefined : cached.verdict
-  }
-  let verdict = ''
-  for (const key of TAG_KEYS) {
-    const value = reading[key]
-    const problem = tagValueProblem(value)
-    if (problem !== undefined) {
-      verdict = `${key} ${JSON.stringify(value).slice(0, 80)} ${problem}`
-      break
-    }
-  }
-  if (tagVerdicts.size >= MAX_CACHED_SERIES) tagVerdicts.clear()
-  tagVerdicts.set(reading.device, { district: reading.district, regency: reading.regency, verdict })
+  const verdict = tagVerdict(reading)
   return verdict === '' ? undefined : verdict
 }
 

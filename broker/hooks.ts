@@ -179,8 +179,7 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
       },
     )
   }
-  // prom-client resolves the (empty) label set on every observe of the histogram itself; its child does not.
-  const durableSeconds = deps.metrics.publishToDurableSeconds.labels()
+  const durableSeconds = deps.metrics.publishToDurableSeconds
 
   function onStatus(device: Device, packet: PublishPacket) {
     const result = validateStatus(packet.payload, { now: Date.now() })

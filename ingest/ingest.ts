@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { DEVICE_KINDS, type DeviceKind, validateTelemetry } from '../firmware-contracts/index.ts'
+import { validateTelemetry } from '../firmware-contracts/index.ts'
 import type { PlatformBus, RejectedRecord } from './events.ts'
 import type { PlatformMetrics } from './metrics.ts'
 import type { Device } from './registry.ts'
@@ -36,8 +36,6 @@ export type IngestOutcome =
  * rest of the platform through the spool (`SpoolFeed.onReadings`), once durable.
  */
 export class Ingest {
-  /** Label lookups cost a hash per call in prom-client; the hot path uses the children directly. */
-  private readonly acceptedByKind: Record<DeviceKind, { inc(n: number): void }>
   private readonly readingDelay: { observe(seconds: number): void }
 
   constructor(
@@ -49,10 +47,7 @@ export class Ingest {
       log: Logger
     },
   ) {
-    this.acceptedByKind = Object.fromEntries(
-      DEVICE_KINDS.map((k) => [k, deps.metrics.readingsAccepted.labels(k)]),
-    ) as Record<DeviceKind, { inc(n: number): void }>
-    this.readingDelay = deps.metrics.readingDelaySeconds.labels()
+    this.readingDelay = deps.metrics.readingDelaySeconds
   }
 
   /** Resolves when the readings are durable (the broker may acknowledge then); rejects if the spool fails. */
@@ -89,7 +84,7 @@ export class Ingest {
       if (r.ts !== undefined) this.readingDelay.observe(Math.max(0, receivedAt - r.ts) / 1000)
     }
     await this.deps.spool.append(readings)
-    this.acceptedByKind[device.kind].inc(readings.length)
+    this.deps.metrics.countAccepted(device.kind, readings.length)
     return { accepted: readings.length }
   }
 

@@ -1,4 +1,5 @@
 import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { HotHistogram } from './hot-histogram.ts'
 
 /** Metrics of another thread's registry (`getMetricsAsJSON`), merged into this one's exposition. */
 export type MetricsSource = () => Promise<Awaited<ReturnType<Registry['getMetricsAsJSON']>>>
@@ -24,6 +25,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry()
   let spoolSource: () => SpoolGaugeSource | undefined = () => undefined
   const sources: MetricsSource[] = []
+  const acceptedPending = new Map<string, number>()
   if (options.defaultMetrics) collectDefaultMetrics({ register: registry })
   return {
     registry,
@@ -45,7 +47,19 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'Readings validated and durable in the spool',
       labelNames: ['kind'] as const,
       registers: [registry],
+      collect() {
+        for (const [kind, n] of acceptedPending) this.inc({ kind }, n)
+        acceptedPending.clear()
+      },
     }),
+    /**
+     * Counts accepted readings for `ingest_readings_accepted_total`, which adds them at scrape time: this
+     * runs for every publish on the broker thread, where the counter's own `inc` hashes and checks its
+     * labels each time.
+     */
+    countAccepted(kind: string, n: number) {
+      acceptedPending.set(kind, (acceptedPending.get(kind) ?? 0) + n)
+    },
     readingsRejected: new Counter({
       name: 'ingest_readings_rejected_total',
       help: 'Telemetry payloads rejected, by reason code',
@@ -125,18 +139,19 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     observeSpool(source: () => SpoolGaugeSource) {
       spoolSource = source
     },
-    publishToDurableSeconds: new Histogram({
-      name: 'ingest_publish_to_durable_seconds',
-      help: 'QoS 1 telemetry: from the broker handing the publish to ingest until it is durable in the spool',
-      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2],
-      registers: [registry],
-    }),
-    readingDelaySeconds: new Histogram({
-      name: 'ingest_reading_delay_seconds',
-      help: "From a reading's own timestamp to its arrival at the broker: the network, the broker's queue, and any offset of the device clock (buffered readings sent after an outage land in the top buckets)",
-      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 30, 300, 3600],
-      registers: [registry],
-    }),
+    // Observed once per reading on the broker thread: HotHistogram, not prom-client's Histogram.
+    publishToDurableSeconds: new HotHistogram(
+      'ingest_publish_to_durable_seconds',
+      'QoS 1 telemetry: from the broker handing the publish to ingest until it is durable in the spool',
+      [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2],
+      [registry],
+    ),
+    readingDelaySeconds: new HotHistogram(
+      'ingest_reading_delay_seconds',
+      "From a reading's own timestamp to its arrival at the broker: the network, the broker's queue, and any offset of the device clock (buffered readings sent after an outage land in the top buckets)",
+      [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 30, 300, 3600],
+      [registry],
+    ),
     spoolCommitSeconds: new Histogram({
       name: 'ingest_spool_group_commit_seconds',
       help: 'Time of one group commit (write + fdatasync)',

@@ -32,6 +32,33 @@ export function readThreadSchedTimes(path = '/proc/thread-self/schedstat'): Thre
   }
 }
 
+/**
+ * V8's platform threads: its worker pool (four by default, `--v8-pool-size`) and the delayed-task scheduler,
+ * which Node.js starts before any other thread. The broker thread's garbage collection runs on them: a
+ * parallel scavenge waits until every helper that took a share of it is done. At a lower priority, on a busy
+ * machine, those helpers waited for a core while the broker thread waited for them. They are the process's
+ * oldest threads after the main one (Linux: by start time in `/proc/self/task/<tid>/stat`); empty elsewhere.
+ */
+export function v8PlatformThreadIds(count = 5): number[] {
+  if (process.platform !== 'linux') return []
+  try {
+    return readdirSync('/proc/self/task')
+      .map(Number)
+      .filter((tid) => tid !== process.pid)
+      .map((tid) => {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+        // Field 22, the start time; the name before it is in parentheses and may hold spaces.
+        return { tid, start: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) }
+      })
+      .sort((a, b) => a.start - b.start || a.tid - b.tid)
+      .slice(0, count)
+      .map((t) => t.tid)
+  } catch {
+    // A thread ended between the listing and the read; the next start tries again.
+    return []
+  }
+}
+
 /** Threads of every running acknowledgement path in this process, with how many callers keep each. */
 const keptThreads = new Map<number, number>()
 

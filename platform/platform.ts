@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { startBrokerThread } from '../broker/thread-client.ts'
-import { lowerBackgroundPriority } from '../broker/thread-priority.ts'
+import { lowerBackgroundPriority, v8PlatformThreadIds } from '../broker/thread-priority.ts'
 import { ALARMS_DEFAULTS, AlarmEngine, AlarmStore, WebhookDispatcher } from '../dashboard-api/alarms/index.ts'
 import { buildApp, LiveState } from '../dashboard-api/index.ts'
 import { PlatformBus } from '../ingest/events.ts'
@@ -134,13 +134,15 @@ export async function startPlatform(
       },
     )
     cleanup.unshift(() => broker.close())
-    // A store batch, a live tick or an analyst's query waits for a core, not a device's PUBACK.
+    // A store batch, a live tick or an analyst's query waits for a core, not a device's PUBACK. The broker
+    // thread's garbage collection runs on V8's threads, so they keep their priority too.
+    const kept = [...broker.threadIds, ...v8PlatformThreadIds()]
     const priority =
       config.backgroundNice > 0
-        ? lowerBackgroundPriority({ nice: config.backgroundNice, keep: broker.threadIds, sweepMs: 10_000 })
+        ? lowerBackgroundPriority({ nice: config.backgroundNice, keep: kept, sweepMs: 10_000 })
         : undefined
     cleanup.unshift(() => priority?.stop())
-    log.debug({ lowered: priority?.lowered ?? 0, kept: broker.threadIds }, 'background threads lowered')
+    log.debug({ lowered: priority?.lowered ?? 0, kept }, 'background threads lowered')
     const spool = broker.feed
     spool.onReadings((readings) => bus.emit('readings.accepted', readings))
     metrics.addSource(() => broker.metrics())

@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { afterEach, describe, expect, it } from 'vitest'
-import { currentThreadId, lowerBackgroundPriority, readThreadSchedTimes } from '../broker/thread-priority.ts'
+import {
+  currentThreadId,
+  lowerBackgroundPriority,
+  readThreadSchedTimes,
+  v8PlatformThreadIds,
+} from '../broker/thread-priority.ts'
 import { ConfigError } from '../firmware-contracts/index.ts'
 import { loadPlatformConfig } from '../platform/config.ts'
 import { eventually, startTestPlatform, type TestPlatform } from './helpers/platform.ts'
@@ -30,17 +35,19 @@ afterEach(async () => {
 
 describe('background thread priority', () => {
   it.runIf(linux)(
-    'leaves the broker and spool threads at normal priority and lowers all others',
+    'leaves the broker, spool and V8 threads at normal priority and lowers all others',
     async () => {
       const before = niceOf(process.pid)
       platform = await startTestPlatform({ env: { PLATFORM_BACKGROUND_NICE: '7' } })
       const ack = platform.ackThreadIds
       expect(ack).toHaveLength(2)
-      for (const tid of ack) {
+      const v8 = v8PlatformThreadIds()
+      expect(v8).toHaveLength(5)
+      for (const tid of [...ack, ...v8]) {
         expect(threads()).toContain(tid)
         expect(niceOf(tid)).toBe(before)
       }
-      const others = threads().filter((t) => !ack.includes(t))
+      const others = threads().filter((t) => !ack.includes(t) && !v8.includes(t))
       expect(others).toContain(process.pid)
       for (const tid of others) expect(niceOf(tid)).toBeGreaterThanOrEqual(7)
     },
@@ -105,6 +112,35 @@ describe('background thread priority', () => {
       c.stop()
     }
   })
+
+  it.runIf(linux)(
+    'names V8’s platform threads: the oldest after the main one, where garbage collection runs',
+    () => {
+      const v8 = v8PlatformThreadIds()
+      expect(v8).toHaveLength(5)
+      expect(v8).not.toContain(process.pid)
+      const startOf = (tid: number) => Number(procStatFields(`/proc/self/task/${tid}/stat`)[19])
+      const newest = Math.max(...v8.map(startOf))
+      for (const tid of threads().filter((t) => t !== process.pid && !v8.includes(t))) {
+        expect(startOf(tid)).toBeGreaterThanOrEqual(newest)
+      }
+      // Garbage with survivors makes V8 scavenge and mark in parallel: its helpers get CPU time, and they
+      // are the threads named (ticks of 10 ms, so the loop runs until they show some or 20 s pass).
+      const cpuOf = (tid: number) => {
+        const f = procStatFields(`/proc/self/task/${tid}/stat`)
+        return Number(f[11]) + Number(f[12])
+      }
+      const before = v8.map(cpuOf)
+      let kept: unknown[] = []
+      const deadline = Date.now() + 20_000
+      while (Date.now() < deadline) {
+        for (let i = 0; i < 200_000; i++) kept.push({ i, s: `reading ${i}` })
+        if (kept.length > 2_000_000) kept = []
+        if (v8.some((tid, i) => cpuOf(tid) > before[i]!)) break
+      }
+      expect(v8.some((tid, i) => cpuOf(tid) > before[i]!)).toBe(true)
+    },
+  )
 
   it('takes 0 (off) to 19 from PLATFORM_BACKGROUND_NICE and refuses anything else', () => {
     expect(loadPlatformConfig({}).backgroundNice).toBe(10)

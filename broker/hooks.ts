@@ -168,7 +168,7 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     const started = performance.now()
     deps.ingest.telemetry(device, payload).then(
       () => {
-        durableSeconds.observe((performance.now() - started) / 1000)
+        deps.metrics.publishToDurableSeconds.observe((performance.now() - started) / 1000)
         // Aedes writes the PUBACK through mqtt-packet, which corks the socket until the next tick: a
         // commit's acknowledgements to one device, released in one run of microtasks, leave in one write.
         cb(null)
@@ -179,8 +179,6 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
       },
     )
   }
-  const durableSeconds = deps.metrics.publishToDurableSeconds
-
   function onStatus(device: Device, packet: PublishPacket) {
     const result = validateStatus(packet.payload, { now: Date.now() })
     if (!result.ok) {

@@ -41,22 +41,27 @@ export function readThreadSchedTimes(path = '/proc/thread-self/schedstat'): Thre
  */
 export function v8PlatformThreadIds(count = 5): number[] {
   if (process.platform !== 'linux') return []
+  let tids: number[]
   try {
-    return readdirSync('/proc/self/task')
-      .map(Number)
-      .filter((tid) => tid !== process.pid)
-      .map((tid) => {
-        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
-        // Field 22, the start time; the name before it is in parentheses and may hold spaces.
-        return { tid, start: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) }
-      })
-      .sort((a, b) => a.start - b.start || a.tid - b.tid)
-      .slice(0, count)
-      .map((t) => t.tid)
+    tids = readdirSync('/proc/self/task').map(Number)
   } catch {
-    // A thread ended between the listing and the read; the next start tries again.
     return []
   }
+  const started: Array<{ tid: number; start: number }> = []
+  for (const tid of tids) {
+    if (tid === process.pid) continue
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+      // Field 22, the start time; the name before it is in parentheses and may hold spaces.
+      started.push({ tid, start: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) })
+    } catch {
+      // The thread ended between the listing and the read: not one of V8's, which live as long as the process.
+    }
+  }
+  return started
+    .sort((a, b) => a.start - b.start || a.tid - b.tid)
+    .slice(0, count)
+    .map((t) => t.tid)
 }
 
 /** Threads of every running acknowledgement path in this process, with how many callers keep each. */

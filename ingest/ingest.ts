@@ -36,8 +36,6 @@ export type IngestOutcome =
  * rest of the platform through the spool (`SpoolFeed.onReadings`), once durable.
  */
 export class Ingest {
-  private readonly readingDelay: { observe(seconds: number): void }
-
   constructor(
     private readonly options: IngestOptions,
     private readonly deps: {
@@ -46,9 +44,7 @@ export class Ingest {
       metrics: PlatformMetrics
       log: Logger
     },
-  ) {
-    this.readingDelay = deps.metrics.readingDelaySeconds
-  }
+  ) {}
 
   /** Resolves when the readings are durable (the broker may acknowledge then); rejects if the spool fails. */
   async telemetry(device: Device, payload: Buffer, receivedAt = Date.now()): Promise<IngestOutcome> {
@@ -81,7 +77,8 @@ export class Ingest {
     }))
     for (const r of result.readings) {
       // Only readings the device stamped; a clock ahead of ours (within the allowed skew) counts as none.
-      if (r.ts !== undefined) this.readingDelay.observe(Math.max(0, receivedAt - r.ts) / 1000)
+      if (r.ts !== undefined)
+        this.deps.metrics.readingDelaySeconds.observe(Math.max(0, receivedAt - r.ts) / 1000)
     }
     await this.deps.spool.append(readings)
     this.deps.metrics.countAccepted(device.kind, readings.length)

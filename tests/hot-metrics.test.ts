@@ -74,6 +74,7 @@ describe('HotHistogram', () => {
     expect(text).toContain('ingest_reading_delay_seconds_sum 42')
     expect(text).toContain('# TYPE ingest_reading_delay_seconds histogram')
   })
+
   it('adds accepted readings to their counter at every scrape, per kind, and never twice', async () => {
     const metrics = createMetrics()
     metrics.countAccepted('river-level', 3)

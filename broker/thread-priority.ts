@@ -33,6 +33,16 @@ export function readThreadSchedTimes(path = '/proc/thread-self/schedstat'): Thre
 }
 
 /**
+ * The fields of a Linux /proc `stat` file after the command name, so that index 0 is the state (field 3 of
+ * proc(5)), 11 and 12 are user and system CPU ticks, 16 the nice value. The name in parentheses may
+ * contain spaces: the fields start after its closing parenthesis.
+ */
+export function procStatFields(path: string): string[] {
+  const stat = readFileSync(path, 'utf8')
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+}
+
+/**
  * V8's platform threads: its worker pool (four by default, `--v8-pool-size`) and the delayed-task scheduler,
  * which Node.js starts before any other thread. The broker thread's garbage collection runs on them: a
  * parallel scavenge waits until every helper that took a share of it is done. At a lower priority, on a busy
@@ -51,9 +61,8 @@ export function v8PlatformThreadIds(count = 5): number[] {
   for (const tid of tids) {
     if (tid === process.pid) continue
     try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
-      // Field 22, the start time; the name before it is in parentheses and may hold spaces.
-      started.push({ tid, start: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) })
+      // Index 19 is field 22 of proc(5), the start time.
+      started.push({ tid, start: Number(procStatFields(`/proc/self/task/${tid}/stat`)[19]) })
     } catch {
       // The thread ended between the listing and the read: not one of V8's, which live as long as the process.
     }

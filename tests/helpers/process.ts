@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 
 const ROOT = new URL('../..', import.meta.url).pathname
@@ -16,15 +15,8 @@ export function freePort(): Promise<number> {
   })
 }
 
-/**
- * The fields of a Linux /proc `stat` file after the command name, so that index 0 is the state (field 3 of
- * proc(5)), 11 and 12 are user and system CPU ticks, 16 the nice value. The name in parentheses may
- * contain spaces: the fields start after its closing parenthesis.
- */
-export function procStatFields(path: string): string[] {
-  const stat = readFileSync(path, 'utf8')
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-}
+// The platform reads the same files (V8's threads by start time); tests and the bench use its parser.
+export { procStatFields } from '../../broker/thread-priority.ts'
 
 export interface TsProcess {
   readonly child: ChildProcess

@@ -159,25 +159,25 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     if (packet.qos === 0) {
       // QoS 0 is best effort by definition: no acknowledgement to hold, so accept first and store after.
       cb(null)
-      deps.ingest
-        .telemetry(device, payload)
-        .catch((err) => deps.log.error({ err, deviceId: device.id }, 'ingest failed'))
+      deps.ingest.telemetry(device, payload, (err, accepted) => {
+        if (err !== undefined) deps.log.error({ err, deviceId: device.id }, 'ingest failed')
+        else deps.metrics.countAccepted(device.kind, accepted)
+      })
       return
     }
-    // Acknowledged means durable: Aedes writes the PUBACK only after this callback, so it waits for the spool.
+    // Acknowledged means durable: Aedes writes the PUBACK only after `cb`, so it waits for the spool.
     const started = performance.now()
-    deps.ingest.telemetry(device, payload).then(
-      () => {
-        deps.metrics.publishToDurableSeconds.observe((performance.now() - started) / 1000)
-        // Aedes writes the PUBACK through mqtt-packet, which corks the socket until the next tick: a
-        // commit's acknowledgements to one device, released in one run of microtasks, leave in one write.
-        cb(null)
-      },
-      (err) => {
+    deps.ingest.telemetry(device, payload, (err, accepted) => {
+      if (err !== undefined) {
         deps.log.error({ err, deviceId: device.id }, 'ingest failed; not acknowledging')
-        cb(err instanceof Error ? err : new Error(String(err)))
-      },
-    )
+        return cb(err)
+      }
+      deps.metrics.countAccepted(device.kind, accepted)
+      deps.metrics.publishToDurableSeconds.observe((performance.now() - started) / 1000)
+      // Aedes writes the PUBACK through mqtt-packet, which corks the socket until the next tick: a
+      // commit's acknowledgements to one device, released in one pass, leave in one write.
+      cb(null)
+    })
   }
   function onStatus(device: Device, packet: PublishPacket) {
     const result = validateStatus(packet.payload, { now: Date.now() })

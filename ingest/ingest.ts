@@ -24,9 +24,11 @@ function calibrate(
   return { ...fields, waterLevel: Math.round((fields.waterLevel + offset) * 1000) / 1000 }
 }
 
-export type IngestOutcome =
-  | { readonly accepted: number; readonly rejected?: undefined }
-  | { readonly accepted: 0; readonly rejected: RejectedRecord }
+/**
+ * Called once per payload: with the error if the spool failed (the broker must not acknowledge), else with
+ * how many readings are durable (0 for a rejected payload, which is acknowledged all the same).
+ */
+export type IngestDone = (err: Error | undefined, accepted: number) => void
 
 /**
  * The hot path between the broker and the spool: validate against the firmware contract, enrich with
@@ -39,31 +41,35 @@ export class Ingest {
   constructor(
     private readonly options: IngestOptions,
     private readonly deps: {
-      spool: { append(readings: readonly StoredReading[]): Promise<void> }
+      spool: { appendWith(readings: readonly StoredReading[], done: IngestDone): void }
       bus: PlatformBus
       metrics: PlatformMetrics
       log: Logger
     },
   ) {}
 
-  /** Resolves when the readings are durable (the broker may acknowledge then); rejects if the spool fails. */
-  async telemetry(device: Device, payload: Buffer, receivedAt = Date.now()): Promise<IngestOutcome> {
+  /**
+   * Takes one telemetry payload; `done` runs once its readings are durable (the broker may acknowledge
+   * then). A callback rather than a promise: this runs for every publish, and whatever it allocates lives
+   * until the group commit is on disk.
+   */
+  telemetry(device: Device, payload: Buffer, done: IngestDone, receivedAt = Date.now()): void {
     const result = validateTelemetry(device.kind, payload, {
       now: receivedAt,
       maxFutureSkewMs: this.options.maxFutureSkewMs,
       maxPayloadBytes: this.options.maxPayloadBytes,
     })
     if (!result.ok) {
-      const record: RejectedRecord = {
+      this.reject({
         deviceId: device.id,
         code: result.rejection.code,
         message: result.rejection.message,
         receivedAt,
         payload: payloadExcerpt(payload),
         payloadBytes: payload.byteLength,
-      }
-      this.reject(record)
-      return { accepted: 0, rejected: record }
+      })
+      done(undefined, 0)
+      return
     }
     const readings: StoredReading[] = result.readings.map((r) => ({
       kind: device.kind,
@@ -80,9 +86,7 @@ export class Ingest {
       if (r.ts !== undefined)
         this.deps.metrics.readingDelaySeconds.observe(Math.max(0, receivedAt - r.ts) / 1000)
     }
-    await this.deps.spool.append(readings)
-    this.deps.metrics.countAccepted(device.kind, readings.length)
-    return { accepted: readings.length }
+    this.deps.spool.appendWith(readings, done)
   }
 
   /** Records a rejection decided outside validation (e.g. a payload too large for the broker's guard). */

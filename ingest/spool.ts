@@ -16,7 +16,7 @@ import { perDeviceTags } from './store/per-device.ts'
 import type { StoredReading } from './store/types.ts'
 
 // The spool is two halves that may live on different threads. `SpoolLog` is the broker's half: it appends
-// readings, group-commits them with fdatasync and resolves each append only then (the broker acknowledges
+// readings, group-commits them with fdatasync and settles each append only then (the broker acknowledges
 // after that), keeps the segments and the checkpoint file, and holds appends past the disk limit.
 // `SpoolFeed` is the store writer's half: it is told about every durable batch, keeps a bounded window of
 // them in memory, reads the rest back from the segment files, and tells the log what the store confirmed.
@@ -84,9 +84,23 @@ export interface SpoolReader {
   commit(offset: number): void
 }
 
-interface Waiter {
-  resolve: () => void
-  reject: (err: Error) => void
+/**
+ * Called once per append: with no error when its readings are durable (and room is left on disk), with
+ * how many they were; or with the error that stopped the spool.
+ */
+export type AppendDone = (err: Error | undefined, count: number) => void
+
+/** Calls every waiter even if one throws; what a waiter throws surfaces afterwards, as an uncaught error. */
+function settle(waiters: readonly AppendDone[], counts: readonly number[], err?: Error) {
+  for (let i = 0; i < waiters.length; i++) {
+    try {
+      waiters[i]!(err, err === undefined ? counts[i]! : 0)
+    } catch (thrown) {
+      queueMicrotask(() => {
+        throw thrown
+      })
+    }
+  }
 }
 
 interface Segment {
@@ -177,8 +191,8 @@ export function parseBatch(text: string): SpoolEntry[] {
  * The append-only log of accepted readings, the buffer of record between the broker's PUBACK and the store.
  *
  * Appends from all devices that arrive while a commit is running are written and fdatasync'd together
- * (group commit), so one fsync serves many readings. An append's promise resolves only after its bytes
- * are on disk; that is when the broker may acknowledge. Offsets are contiguous. `commit(offset)` records
+ * (group commit), so one fsync serves many readings. An append settles (its promise, or its callback with
+ * `appendWith`) only after its bytes are on disk; that is when the broker may acknowledge. Offsets are contiguous. `commit(offset)` records
  * what the store confirmed (the feed has written the checkpoint file): segments wholly below it are
  * deleted, and appends held at the disk limit go on.
  */
@@ -194,14 +208,16 @@ export class SpoolLog {
   private bufferedFirst = 0
   private bufferedCount = 0
   private bufferedEntries: SpoolEntry[] | undefined
-  private bufferedWaiters: Waiter[] = []
+  private bufferedWaiters: AppendDone[] = []
+  private bufferedCounts: number[] = []
   private flushing = false
   private closed = false
   private failure: Error | undefined
   private flushedWaiters: Array<() => void> = []
 
   /** Durable appends waiting for disk room (back-pressure). */
-  private held: Waiter[] = []
+  private held: AppendDone[] = []
+  private heldCounts: number[] = []
 
   /**
    * Called with every durable batch, in offset order, before its appends resolve. `keepEntries` makes the
@@ -239,9 +255,22 @@ export class SpoolLog {
 
   /** Durable (fdatasync'd) when the promise resolves. */
   append(readings: readonly StoredReading[]): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('spool is closed'))
-    if (this.failure) return Promise.reject(this.failure)
-    if (readings.length === 0) return Promise.resolve()
+    return new Promise((resolve, reject) =>
+      this.appendWith(readings, (err) => (err === undefined ? resolve() : reject(err))),
+    )
+  }
+
+  /**
+   * `append` for the broker's hot path: `done` is called when the readings are durable. A callback kept
+   * as it is costs one object per publish where promises cost several (an append's promise and resolvers,
+   * the caller's `then`), and every one of them lives until the commit is on disk.
+   */
+  appendWith(readings: readonly StoredReading[], done: AppendDone): void {
+    const refused = this.closed ? new Error('spool is closed') : this.failure
+    if (refused !== undefined || readings.length === 0) {
+      done(refused, 0)
+      return
+    }
     this.io.poll()
     if (this.bufferedCount === 0) this.bufferedFirst = this.nextOffset
     let text = ''
@@ -252,14 +281,13 @@ export class SpoolLog {
     }
     this.bufferedCount += readings.length
     this.buffered.push(text)
-    return new Promise<void>((resolve, reject) => {
-      this.bufferedWaiters.push({ resolve, reject })
-      if (!this.flushing) {
-        this.flushing = true
-        // Let every packet of this socket read, and of other sockets read in the same tick, join the commit.
-        setImmediate(() => void this.flush())
-      }
-    })
+    this.bufferedWaiters.push(done)
+    this.bufferedCounts.push(readings.length)
+    if (!this.flushing) {
+      this.flushing = true
+      // Let every packet of this socket read, and of other sockets read in the same tick, join the commit.
+      setImmediate(() => void this.flush())
+    }
   }
 
   get diskBytes(): number {
@@ -312,7 +340,8 @@ export class SpoolLog {
   async close(): Promise<void> {
     await this.flushed()
     this.closed = true
-    for (const w of this.held.splice(0)) w.reject(new Error('spool closed'))
+    const held = this.held.splice(0)
+    settle(held, this.heldCounts.splice(0), new Error('spool closed'))
     if (this.fd >= 0) closeSync(this.fd)
     this.fd = -1
     await this.io.close()
@@ -326,10 +355,12 @@ export class SpoolLog {
       const lastOffset = firstOffset + this.bufferedCount - 1
       const entries = this.bufferedEntries
       const waiters = this.bufferedWaiters
+      const counts = this.bufferedCounts
       this.buffered = []
       this.bufferedCount = 0
       this.bufferedEntries = this.keepEntries ? [] : undefined
       this.bufferedWaiters = []
+      this.bufferedCounts = []
       const started = performance.now()
       try {
         const fd = this.segmentFor(bytes, firstOffset)
@@ -340,8 +371,8 @@ export class SpoolLog {
       } catch (err) {
         // A spool that cannot write must not acknowledge anything again: devices will resend.
         this.failure = err instanceof Error ? err : new Error(String(err))
-        for (const w of waiters) w.reject(this.failure)
-        for (const w of this.bufferedWaiters.splice(0)) w.reject(this.failure)
+        settle(waiters, counts, this.failure)
+        settle(this.bufferedWaiters.splice(0), this.bufferedCounts.splice(0), this.failure)
         this.buffered = []
         this.bufferedCount = 0
         break
@@ -354,10 +385,13 @@ export class SpoolLog {
         diskBytes: this.diskBytes,
         ...(entries && { entries }),
       })
-      if (this.hasRoom()) for (const w of waiters) w.resolve()
+      if (this.hasRoom()) settle(waiters, counts)
       else {
         const wasHeld = this.held.length > 0
-        for (const w of waiters) this.held.push(w)
+        for (let i = 0; i < waiters.length; i++) {
+          this.held.push(waiters[i]!)
+          this.heldCounts.push(counts[i]!)
+        }
         if (!wasHeld) this.onDiskState?.({ diskBytes: this.diskBytes, backPressured: true })
       }
       // A commit that an append settled (`poll`) ends in the middle of an iteration of the event loop. The
@@ -375,7 +409,8 @@ export class SpoolLog {
 
   private releaseHeld() {
     if (this.held.length === 0 || !this.hasRoom()) return
-    for (const w of this.held.splice(0)) w.resolve()
+    const held = this.held.splice(0)
+    settle(held, this.heldCounts.splice(0))
   }
 
   private segmentFor(incoming: number, firstOffset: number): number {

@@ -2,7 +2,7 @@ import { appendFileSync, closeSync, mkdtempSync, openSync, readdirSync, readFile
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { type DurableBatch, parseBatch, Spool, SpoolFeed, SpoolLog, spoolLine } from '../ingest/spool.ts'
 import { threadSpoolIo } from '../ingest/spool-io.ts'
 import type { StoredReading } from '../ingest/store/types.ts'
@@ -245,6 +245,67 @@ describe('spool', () => {
       await io.close()
       closeSync(fd)
     }
+  })
+
+  it('calls each appendWith back once, after its commit is durable, with its count', async () => {
+    const log = SpoolLog.open({ dir: tempDir(), segmentBytes: 1 << 20, maxBytes: 10_000_000 })
+    const calls: Array<[string, Error | undefined, number, number]> = []
+    const done = (name: string) => (err: Error | undefined, n: number) =>
+      calls.push([name, err, n, log.durableOffset])
+    log.appendWith([reading(1), reading(2)], done('a'))
+    log.appendWith([reading(3)], done('b'))
+    log.appendWith([], done('empty'))
+    // Nothing is durable before the commit at the end of this iteration: only the empty append is done.
+    expect(calls).toEqual([['empty', undefined, 0, -1]])
+    await log.flushed()
+    expect(calls).toEqual([
+      ['empty', undefined, 0, -1],
+      ['a', undefined, 2, 2],
+      ['b', undefined, 1, 2],
+    ])
+    await log.close()
+  })
+
+  it('calls every waiter of a commit even if one throws, and reports what it threw afterwards', async () => {
+    const log = SpoolLog.open({ dir: tempDir(), segmentBytes: 1 << 20, maxBytes: 10_000_000 })
+    const reported: Array<() => void> = []
+    vi.stubGlobal('queueMicrotask', (task: () => void) => reported.push(task))
+    try {
+      const calls: string[] = []
+      log.appendWith([reading(1)], () => calls.push('a'))
+      log.appendWith([reading(2)], () => {
+        calls.push('b')
+        throw new Error('boom')
+      })
+      log.appendWith([reading(3)], () => calls.push('c'))
+      await log.flushed()
+      expect(calls).toEqual(['a', 'b', 'c'])
+      expect(reported).toHaveLength(1)
+      expect(() => reported[0]!()).toThrow('boom')
+    } finally {
+      vi.unstubAllGlobals()
+    }
+    await log.close()
+  })
+
+  it('fails the appends of a commit it cannot write, and every later one, acknowledging none', async () => {
+    const log = SpoolLog.open({ dir: tempDir(), segmentBytes: 1 << 20, maxBytes: 10_000_000 })
+    await log.append([reading(0)])
+    // The segment's descriptor closed under the log: the next write fails.
+    closeSync((log as unknown as { fd: number }).fd)
+    const outcomes: Array<[Error | undefined, number]> = []
+    log.appendWith([reading(1)], (err, n) => outcomes.push([err, n]))
+    log.appendWith([reading(2), reading(3)], (err, n) => outcomes.push([err, n]))
+    await log.flushed()
+    expect(outcomes).toHaveLength(2)
+    for (const [err, n] of outcomes) {
+      expect(err?.message).toMatch(/EBADF/)
+      expect(n).toBe(0)
+    }
+    await expect(log.append([reading(4)])).rejects.toThrow(/EBADF/)
+    expect(log.durableOffset).toBe(0)
+    ;(log as unknown as { fd: number }).fd = -1
+    await log.close()
   })
 
   it('writes a reading as JSON.stringify would, byte for byte, whatever its tags and numbers', () => {

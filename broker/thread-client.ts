@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
+import { setFlagsFromString } from 'node:v8'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { PlatformBus } from '../ingest/events.ts'
@@ -17,6 +18,11 @@ export interface BrokerThreadOptions {
   readonly init: Omit<BrokerThreadInit, 'registry'> & { readonly registryKey: Buffer }
   /** Memory window of the spool feed (readings kept in memory for the store writer). */
   readonly maxMemoryReadings: number
+  /**
+   * Size of each of the broker thread's two young-generation semi-spaces, MiB; 0 leaves V8's default
+   * (it starts at 1 MiB and grows to 16 MiB at most).
+   */
+  readonly semiSpaceMb?: number
 }
 
 export interface BrokerThreadDeps {
@@ -49,6 +55,47 @@ const TSX_API = pathToFileURL(
 ).href
 const ENTRY = new URL('./thread.ts', import.meta.url).href
 
+/** The value of a V8 size flag as the process was started with it (command line or NODE_OPTIONS); 0: unset. */
+function startupFlag(name: string): number {
+  const args = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)]
+  let value = 0
+  for (const arg of args) {
+    const [flag, v] = arg.replaceAll('_', '-').split('=')
+    if (flag === `--${name}` && v !== undefined && /^\d+$/.test(v)) value = Number(v)
+  }
+  return value
+}
+
+/**
+ * Creates a worker whose V8 heap has young-generation semi-spaces of `mb` MiB each. Every reading the
+ * broker thread takes lives there until its commit is on disk, so with V8's default (at most 16 MiB) the
+ * thread scavenged 20 times a second at 30,000 readings/s and promoted most of what was in flight.
+ * Node gives a worker a maximum young generation (`resourceLimits`) but no minimum, and V8 grows the space
+ * only after scavenges that it would rather avoid; so the size flags are set while V8 creates this
+ * isolate (it reads them then) and put back once the worker runs, leaving every other isolate as it was.
+ */
+function workerWithSemiSpace(mb: number, create: () => Worker): Worker {
+  if (mb <= 0) return create()
+  const flags = ['min-semi-space-size', 'max-semi-space-size'] as const
+  const restore = flags.map((name) => `--${name}=${startupFlag(name)}`)
+  // Max first: V8 caps the minimum at the maximum.
+  setFlagsFromString(`--max-semi-space-size=${Math.max(mb, startupFlag('max-semi-space-size'))}`)
+  setFlagsFromString(`--min-semi-space-size=${mb}`)
+  let worker: Worker
+  try {
+    worker = create()
+  } catch (err) {
+    for (const flag of restore) setFlagsFromString(flag)
+    throw err
+  }
+  const putBack = () => {
+    for (const flag of restore) setFlagsFromString(flag)
+  }
+  worker.once('online', putBack)
+  worker.once('exit', putBack)
+  return worker
+}
+
 /**
  * Starts the broker thread (MQTT, validation, spool log) and returns once it listens. Readings it makes
  * durable arrive here in batches and go to the spool feed; registry changes go there; what the store
@@ -63,16 +110,20 @@ export async function startBrokerThread(
     ...init,
     registry: { keyHex: registryKey.toString('hex'), entries: deps.registry.replicaEntries() },
   }
-  const worker = new Worker(
-    `import(${JSON.stringify(TSX_API)}).then((m) => { m.register(); return import(${JSON.stringify(ENTRY)}) })`,
-    {
-      eval: true,
-      workerData,
-      // tsx is registered above; a CPU profile (--cpu-prof) covers this thread too.
-      execArgv: process.execArgv.filter((a) => a.startsWith('--cpu-prof')),
-      stdout: false,
-      stderr: false,
-    },
+  const worker = workerWithSemiSpace(
+    options.semiSpaceMb ?? 0,
+    () =>
+      new Worker(
+        `import(${JSON.stringify(TSX_API)}).then((m) => { m.register(); return import(${JSON.stringify(ENTRY)}) })`,
+        {
+          eval: true,
+          workerData,
+          // tsx is registered above; a CPU profile (--cpu-prof) covers this thread too.
+          execArgv: process.execArgv.filter((a) => a.startsWith('--cpu-prof')),
+          stdout: false,
+          stderr: false,
+        },
+      ),
   )
   const send = (message: ToBrokerThread) => worker.postMessage(message)
 

@@ -1,3 +1,5 @@
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks'
+import { getHeapSpaceStatistics } from 'node:v8'
 import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import { HotHistogram } from './hot-histogram.ts'
 
@@ -19,6 +21,13 @@ export interface ThreadSchedTimes {
   readonly cpuSeconds: number
   /** Run-queue delay: the thread had work and no core. When it grows, the host is oversubscribed. */
   readonly waitSeconds: number
+}
+
+const GC_KINDS: Readonly<Record<number, string>> = {
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'mark-compact',
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental-marking',
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak-callbacks',
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
@@ -134,6 +143,36 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
         'Time the broker thread had work but waited for a CPU: when it grows, the host is oversubscribed and acknowledgements wait',
         (t) => t.waitSeconds,
       )
+    },
+    /**
+     * The calling thread's young generation and garbage-collection pauses, as the broker thread's: every
+     * pause holds up the acknowledgements in flight. Returns a function that stops the observation.
+     */
+    observeBrokerThreadHeap(): () => void {
+      new Gauge({
+        name: 'broker_thread_young_generation_bytes',
+        help: "Capacity of the broker thread's young generation (PLATFORM_BROKER_SEMI_SPACE_MB: two semi-spaces)",
+        registers: [registry],
+        collect() {
+          const space = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')
+          this.set(space?.space_size ?? 0)
+        },
+      })
+      const pauses = new Counter({
+        name: 'broker_thread_gc_pause_seconds_total',
+        help: 'Time the broker thread stood still for garbage collection, by kind (scavenge: young generation)',
+        labelNames: ['kind'] as const,
+        registers: [registry],
+      })
+      const observer = new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) {
+          const detail = (entry as { detail?: { kind?: number } }).detail
+          const kind = GC_KINDS[detail?.kind ?? 0] ?? 'other'
+          pauses.inc({ kind }, entry.duration / 1000)
+        }
+      })
+      observer.observe({ entryTypes: ['gc'] })
+      return () => observer.disconnect()
     },
     /** Lets the spool gauges read the live spool at scrape time (they stay right during a store outage). */
     observeSpool(source: () => SpoolGaugeSource) {

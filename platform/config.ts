@@ -13,11 +13,14 @@ export const PlatformEnvSchema = z.object({
   SIM_SEED: envInt(0, 2 ** 31 - 1).default(20261123),
   /** Nice value of every thread but the acknowledgement path's (Linux); 0 leaves priorities alone. */
   PLATFORM_BACKGROUND_NICE: envInt(0, 19).default(10),
+  /** Young-generation semi-space of the broker thread, MiB (two of them); 0 leaves V8's default. */
+  PLATFORM_BROKER_SEMI_SPACE_MB: envInt(0, 256).default(64),
 })
 
 export interface PlatformConfig {
   readonly logLevel: z.infer<typeof PlatformEnvSchema>['LOG_LEVEL']
   readonly backgroundNice: number
+  readonly brokerSemiSpaceMb: number
   readonly broker: BrokerConfig
   readonly ingest: IngestConfig
   readonly dashboard: DashboardConfig
@@ -55,6 +58,7 @@ export function loadPlatformConfig(env: Readonly<Record<string, string | undefin
   return {
     logLevel: platform.LOG_LEVEL,
     backgroundNice: platform.PLATFORM_BACKGROUND_NICE,
+    brokerSemiSpaceMb: platform.PLATFORM_BROKER_SEMI_SPACE_MB,
     broker,
     ingest,
     dashboard,

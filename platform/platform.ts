@@ -122,6 +122,7 @@ export async function startPlatform(
           registryKey,
         },
         maxMemoryReadings: config.ingest.spool.maxMemoryReadings,
+        semiSpaceMb: config.brokerSemiSpaceMb,
       },
       {
         registry,

@@ -151,7 +151,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     observeBrokerThreadHeap(): () => void {
       new Gauge({
         name: 'broker_thread_young_generation_bytes',
-        help: "Capacity of the broker thread's young generation (PLATFORM_BROKER_SEMI_SPACE_MB: two semi-spaces)",
+        help: "Memory committed to the broker thread's young generation: one semi-space of PLATFORM_BROKER_SEMI_SPACE_MB until its first scavenge, then two",
         registers: [registry],
         collect() {
           const space = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')

@@ -103,7 +103,12 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     route(packet, client, done)
   }
 
-  aedes.on('clientReady', (client) => {
+  // Online from the moment the CONNACK is written, not at Aedes's `clientReady`: that comes only after the
+  // session's offline queue is drained, and the client is read again before it, so a birth message could be
+  // handled first and then be overwritten by the connection's own status. `connackSent` comes before the
+  // client is read again; a refused CONNACK never registers the client, so no disconnect follows it.
+  aedes.on('connackSent', (connack, client) => {
+    if (connack.returnCode !== 0) return
     deps.metrics.mqttClients.inc()
     const device = hooks.deviceOf(client)
     if (device === undefined) return

@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { connect as connectTcp } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt, { type MqttClient } from 'mqtt'
+import { generate } from 'mqtt-packet'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   connectDevice,
@@ -288,6 +290,59 @@ describe('broker security', () => {
     })
     expect(['will', 'disconnect']).toContain(offline.connection.lastStatusSource)
     device.end(true)
+  })
+
+  it('keeps a birth message sent right behind its CONNECT: the connection is online before it', async () => {
+    // Aedes reads the client again before it is "ready", so a birth right behind the CONNECT can be handled
+    // before that; the connection's own status must not come after it and hide it.
+    type C = { connection: { online: boolean; lastStatusSource: string | null } }
+    const ids = Array.from({ length: 20 }, (_, i) => `dps-river-2${String(i).padStart(2, '0')}`)
+    const sockets = []
+    for (const [i, id] of ids.entries()) {
+      const secret = await registerDevice(platform, { ...RIVER_DEVICE, id })
+      const { port } = new URL(platform.mqttUrl)
+      const socket = connectTcp(Number(port), '127.0.0.1')
+      socket.on('error', () => {})
+      const connectPacket = generate({
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clean: true,
+        clientId: id,
+        keepalive: 30,
+        username: id,
+        password: Buffer.from(secret),
+      })
+      const birth = generate({
+        cmd: 'publish',
+        topic: `devices/${id}/status`,
+        payload: Buffer.from(JSON.stringify({ v: 1, online: true })),
+        qos: 1,
+        messageId: 1,
+        retain: false,
+        dup: false,
+      })
+      // Not in one write: Aedes queues packets parsed with the CONNECT until the client is ready. A later
+      // read, while the CONNECT is authenticated or just after its CONNACK, is handled at once. The delays
+      // vary because where the birth lands depends on this machine's timing.
+      socket.write(connectPacket)
+      await new Promise((r) => setTimeout(r, i % 4))
+      socket.write(birth)
+      sockets.push(socket)
+    }
+    const connections = async () =>
+      Promise.all(
+        ids.map(
+          async (id) => (await platform.api<C>('GET', `/api/v1/devices/${id}/commissioning`)).body.connection,
+        ),
+      )
+    await eventually(async () =>
+      (await connections()).every((c) => c.lastStatusSource === 'birth') ? true : undefined,
+    )
+    // Aedes's own "ready" comes a few ticks after the birth in the old order: give it time to overwrite.
+    await new Promise((r) => setTimeout(r, 300))
+    for (const c of await connections()) expect(c).toMatchObject({ online: true, lastStatusSource: 'birth' })
+    for (const s of sockets) s.destroy()
   })
 })
 

@@ -54,6 +54,9 @@ const TSX_API = pathToFileURL(
     .replace(/\.cjs$/, '.mjs'),
 ).href
 const ENTRY = new URL('./thread.ts', import.meta.url).href
+// Evaluated on its own before the entry: within one module graph a CommonJS dependency (mqtt-packet, through
+// Aedes) may be loaded while the graph is linked, before any module of it runs.
+const QUIET = new URL('./quiet-mqtt-packet.ts', import.meta.url).href
 
 /** The value of a V8 size flag as the process was started with it (command line or NODE_OPTIONS); 0: unset. */
 function startupFlag(name: string): number {
@@ -114,7 +117,7 @@ export async function startBrokerThread(
     options.semiSpaceMb ?? 0,
     () =>
       new Worker(
-        `import(${JSON.stringify(TSX_API)}).then((m) => { m.register(); return import(${JSON.stringify(ENTRY)}) })`,
+        `import(${JSON.stringify(TSX_API)}).then((m) => { m.register(); return import(${JSON.stringify(QUIET)}) }).then(() => import(${JSON.stringify(ENTRY)}))`,
         {
           eval: true,
           workerData,

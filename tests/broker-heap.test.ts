@@ -57,6 +57,8 @@ describe('broker thread young generation', () => {
   it('is 64 MiB per semi-space by default and V8 decides with 0', async () => {
     platform = await startTestPlatform()
     expect([64 * MiB, 128 * MiB]).toContain(await metric('broker_thread_young_generation_bytes'))
+    // Loaded before the thread's modules, as it must be (broker/quiet-debug.ts).
+    expect(await metric('broker_thread_mqtt_packet_debug_quiet')).toBe(1)
     await platform.close()
     platform = await startTestPlatform({ env: { PLATFORM_BROKER_SEMI_SPACE_MB: '0' } })
     const size = await metric('broker_thread_young_generation_bytes')

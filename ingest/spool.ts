@@ -192,9 +192,9 @@ export function parseBatch(text: string): SpoolEntry[] {
  *
  * Appends from all devices that arrive while a commit is running are written and fdatasync'd together
  * (group commit), so one fsync serves many readings. An append settles (its promise, or its callback with
- * `appendWith`) only after its bytes are on disk; that is when the broker may acknowledge. Offsets are contiguous. `commit(offset)` records
- * what the store confirmed (the feed has written the checkpoint file): segments wholly below it are
- * deleted, and appends held at the disk limit go on.
+ * `appendWith`) only after its bytes are on disk; that is when the broker may acknowledge. Offsets are
+ * contiguous. `commit(offset)` records what the store confirmed (the feed has written the checkpoint
+ * file): segments wholly below it are deleted, and appends held at the disk limit go on.
  */
 export class SpoolLog {
   private readonly segments: Segment[] = []

@@ -168,8 +168,15 @@ async function platformBrokerThread(metricsUrl: string): Promise<ThreadSchedTime
   return Number.isFinite(cpuSeconds) && Number.isFinite(waitSeconds) ? { cpuSeconds, waitSeconds } : undefined
 }
 
+/** Resident memory of a process; 0 once it is gone. */
 function rssKiB(pid: number): number {
-  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)\s+kB/)
+  let status: string
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  } catch {
+    return 0
+  }
+  const m = status.match(/VmRSS:\s+(\d+)\s+kB/)
   return m ? Number(m[1]) : 0
 }
 
@@ -357,6 +364,17 @@ const platform = spawnTs(
     ...(flags['platform-node-args']?.split(' ').filter((a) => a !== '') ?? []),
   ],
 )
+// The platform must live through every step: if it ends, the run stops with its exit and last words.
+let platformExit: string | undefined
+platform.child.once('exit', (code, signal) => {
+  platformExit = `exit code ${code}, signal ${signal}`
+})
+const platformAlive = () => {
+  if (platformExit !== undefined)
+    throw new Error(
+      `bench: the platform ended (${platformExit}); its last output:\n${platform.output().slice(-4000)}`,
+    )
+}
 const result: Record<string, number | null> = {}
 try {
   await platform.waitFor(/is running/)
@@ -494,6 +512,7 @@ try {
     })
     const cpuFrom = machineJiffies()
     const r = await runStep(stepInput(mqttPort, devices, rate, base), sampler.window)
+    platformAlive()
     const machineCpu = machineCpuSince(cpuFrom)
     const share = sampler.share()
     const described = sampler.describe()
@@ -562,6 +581,7 @@ try {
       drainTimeoutMs: 60_000,
     })
     clearInterval(sampler)
+    platformAlive()
     const lost = await allStored(r, base, 120_000)
     lostTotal += lost
     // The generator never has more than its in-flight window outstanding, so its send rate over the window is
@@ -597,9 +617,15 @@ try {
     baselineBrokerCpuPct: baseline.share?.cpuPct ?? null,
     baselineBrokerWaitPct: baseline.share?.waitPct ?? null,
   })
+} catch (err) {
+  // A step that failed because the platform ended says so, with what the platform said last.
+  if (platformExit !== undefined) platformAlive()
+  throw err
 } finally {
-  platform.child.kill('SIGTERM')
-  await new Promise((r) => platform.child.once('exit', r))
+  if (platformExit === undefined) {
+    platform.child.kill('SIGTERM')
+    await new Promise((r) => platform.child.once('exit', r))
+  }
   await influx.stop()
   rmSync(dataDir, { recursive: true, force: true })
 }

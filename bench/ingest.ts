@@ -4,7 +4,7 @@
 // feature on), and a cheap raw-socket load generator, each in its own process. In the same run, the
 // baseline: a plain Aedes broker forwarding the same load to one QoS 1 subscriber. Prints one line per
 // step and a final JSON line. Not a test: nothing here asserts a speed.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -244,6 +244,14 @@ async function histogramBuckets(metricsUrl: string, name: string): Promise<Map<n
     out.set(m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2]))
   }
   return out
+}
+
+/** Sum of a Prometheus counter over its labels. */
+async function counterTotal(metricsUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text()
+  let total = 0
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'gm'))) total += Number(m[1])
+  return total
 }
 
 /** The bucket bound (ms) under which a share `q` of the observations between two snapshots fell. */
@@ -503,6 +511,7 @@ try {
     const metricsUrl = `http://127.0.0.1:${httpPort}/metrics`
     const durableBefore = await histogramBuckets(metricsUrl, 'ingest_publish_to_durable_seconds')
     const delayBefore = await histogramBuckets(metricsUrl, 'ingest_reading_delay_seconds')
+    const storeErrorsBefore = await counterTotal(metricsUrl, 'ingest_store_write_errors_total')
     const pid = platform.child.pid
     const sampler = sendWindowSampler(() => platformBrokerThread(metricsUrl), {
       'platform process': () => `/proc/${pid}/stat`,
@@ -518,9 +527,12 @@ try {
     const described = sampler.describe()
     sampling = false
     const missing = await allStored(r, base, STORE_DEADLINE_MS)
+    // Failed writes to InfluxDB (retried) during the step and the 10 s after it.
+    const storeErrors =
+      (await counterTotal(metricsUrl, 'ingest_store_write_errors_total')) - storeErrorsBefore
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && missing === 0
     log(
-      `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing}, PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${described.cpu}, ${machineCpu}, ${described.thread} — ${ok ? 'sustained' : 'NOT sustained'}`,
+      `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing} (store write errors ${storeErrors}), PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${described.cpu}, ${machineCpu}, ${described.thread} — ${ok ? 'sustained' : 'NOT sustained'}`,
     )
     // `--timeline`: the slowest PUBACK per second of the step, to tell one stall from a spread-out tail.
     if (flags.timeline)
@@ -626,6 +638,10 @@ try {
     platform.child.kill('SIGTERM')
     await new Promise((r) => platform.child.once('exit', r))
   }
+  // The platform's warnings and errors (it logs at warn), for a run that needs explaining.
+  const platformLog = join(tmpdir(), `bench-ingest-platform-${Date.now()}.log`)
+  writeFileSync(platformLog, platform.output())
+  log(`# platform output: ${platformLog}`)
   await influx.stop()
   rmSync(dataDir, { recursive: true, force: true })
 }

@@ -236,9 +236,8 @@ function percentile(sorted: number[], p: number) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 }
 
-/** Cumulative bucket counts of one Prometheus histogram, by upper bound (seconds). */
-async function histogramBuckets(metricsUrl: string, name: string): Promise<Map<number, number>> {
-  const text = await (await fetch(metricsUrl)).text()
+/** Cumulative bucket counts of one Prometheus histogram in a /metrics scrape, by upper bound (seconds). */
+function histogramBuckets(text: string, name: string): Map<number, number> {
   const out = new Map<number, number>()
   for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)`, 'gm'))) {
     out.set(m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2]))
@@ -246,9 +245,8 @@ async function histogramBuckets(metricsUrl: string, name: string): Promise<Map<n
   return out
 }
 
-/** Sum of a Prometheus counter over its labels. */
-async function counterTotal(metricsUrl: string, name: string): Promise<number> {
-  const text = await (await fetch(metricsUrl)).text()
+/** Sum of a Prometheus counter over its labels, in a /metrics scrape. */
+function counterTotal(text: string, name: string): number {
   let total = 0
   for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'gm'))) total += Number(m[1])
   return total
@@ -509,9 +507,12 @@ try {
     const base = (i + 1) * 10_000_000
     sampling = rate === LATENCY_RATE
     const metricsUrl = `http://127.0.0.1:${httpPort}/metrics`
-    const durableBefore = await histogramBuckets(metricsUrl, 'ingest_publish_to_durable_seconds')
-    const delayBefore = await histogramBuckets(metricsUrl, 'ingest_reading_delay_seconds')
-    const storeErrorsBefore = await counterTotal(metricsUrl, 'ingest_store_write_errors_total')
+    // One scrape before the step and one after, for every figure taken from /metrics.
+    const scrape = async () => (await fetch(metricsUrl)).text()
+    const metricsBefore = await scrape()
+    const durableBefore = histogramBuckets(metricsBefore, 'ingest_publish_to_durable_seconds')
+    const delayBefore = histogramBuckets(metricsBefore, 'ingest_reading_delay_seconds')
+    const storeErrorsBefore = counterTotal(metricsBefore, 'ingest_store_write_errors_total')
     const pid = platform.child.pid
     const sampler = sendWindowSampler(() => platformBrokerThread(metricsUrl), {
       'platform process': () => `/proc/${pid}/stat`,
@@ -528,8 +529,8 @@ try {
     sampling = false
     const missing = await allStored(r, base, STORE_DEADLINE_MS)
     // Failed writes to InfluxDB (retried) during the step and the 10 s after it.
-    const storeErrors =
-      (await counterTotal(metricsUrl, 'ingest_store_write_errors_total')) - storeErrorsBefore
+    const metricsAfter = await scrape()
+    const storeErrors = counterTotal(metricsAfter, 'ingest_store_write_errors_total') - storeErrorsBefore
     const ok = r.achievedRatePerSec >= 0.95 * rate && r.acked === r.sent && missing === 0
     log(
       `ours     ${String(rate).padStart(6)}/s: achieved ${Math.round(r.achievedRatePerSec)}/s, acked ${r.acked}/${r.sent}, missing in InfluxDB after 10 s ${missing} (store write errors ${storeErrors}), PUBACK p50 ${round(r.latency.p50Ms)} ms p99 ${round(r.latency.p99Ms)} ms (whole step p99 ${round(r.latencyAll.p99Ms)} ms), platform RSS ${Math.round(rssKiB(platform.child.pid!) / 1024)} MiB, loadgen ${Math.round(r.cpu.percentOfOneCore)}% of a core, ${described.cpu}, ${machineCpu}, ${described.thread} — ${ok ? 'sustained' : 'NOT sustained'}`,
@@ -553,8 +554,8 @@ try {
       wsP50 = percentile(sorted, 50)
       wsP99 = percentile(sorted, 99)
       wsP99All = percentile(all, 99)
-      const durableAfter = await histogramBuckets(metricsUrl, 'ingest_publish_to_durable_seconds')
-      const delayAfter = await histogramBuckets(metricsUrl, 'ingest_reading_delay_seconds')
+      const durableAfter = histogramBuckets(metricsAfter, 'ingest_publish_to_durable_seconds')
+      const delayAfter = histogramBuckets(metricsAfter, 'ingest_reading_delay_seconds')
       brokerShare = share
       // The generator stamps each reading as it sends it, on this machine's clock: the delay histogram is
       // the time from the publish until the broker thread reads it.

@@ -3,7 +3,6 @@
 // device's PUBACK. Started by `startBrokerThread`; talks to it only through thread-protocol.ts.
 import { parentPort, workerData } from 'node:worker_threads'
 import { pino } from 'pino'
-import { Gauge } from 'prom-client'
 import { PlatformBus } from '../ingest/events.ts'
 import { Ingest } from '../ingest/ingest.ts'
 import { createMetrics } from '../ingest/metrics.ts'
@@ -24,11 +23,7 @@ const log = pino({ level: init.logLevel, base: undefined }, pino.destination({ d
 const metrics = createMetrics()
 // startBrokerThread loads quiet-mqtt-packet.ts before this module; it says whether that was in time.
 if (!mqttPacketQuiet) log.warn('mqtt-packet was loaded before its debug calls could be made quiet')
-new Gauge({
-  name: 'broker_thread_mqtt_packet_debug_quiet',
-  help: "1 when mqtt-packet's debug calls for namespaces that are off do nothing (broker/quiet-debug.ts)",
-  registers: [metrics.registry],
-}).set(mqttPacketQuiet ? 1 : 0)
+metrics.observeMqttPacketQuiet(mqttPacketQuiet)
 metrics.observeBrokerThread(() => readThreadSchedTimes())
 metrics.observeBrokerThreadHeap()
 const bus = new PlatformBus()

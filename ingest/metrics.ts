@@ -174,6 +174,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       observer.observe({ entryTypes: ['gc'] })
       return () => observer.disconnect()
     },
+    /** Whether mqtt-packet's debug calls were made quiet on the broker thread (broker/quiet-debug.ts). */
+    observeMqttPacketQuiet(quiet: boolean): void {
+      new Gauge({
+        name: 'broker_thread_mqtt_packet_debug_quiet',
+        help: "1 when mqtt-packet's debug calls for namespaces that are off do nothing (broker/quiet-debug.ts)",
+        registers: [registry],
+      }).set(quiet ? 1 : 0)
+    },
     /** Lets the spool gauges read the live spool at scrape time (they stay right during a store outage). */
     observeSpool(source: () => SpoolGaugeSource) {
       spoolSource = source

@@ -91,6 +91,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['retryable'] as const,
       registers: [registry],
     }),
+    writerFaults: new Counter({
+      name: 'ingest_writer_faults_total',
+      help: 'Store writer steps that failed outside the store (reading the spool back, committing), by step; each is retried',
+      labelNames: ['step'] as const,
+      registers: [registry],
+    }),
     spoolPending: new Gauge({
       name: 'ingest_spool_pending_readings',
       help: 'Readings durable in the spool and not yet confirmed by the store',

@@ -125,16 +125,21 @@ function segmentName(firstOffset: number) {
   return `seg-${String(firstOffset).padStart(16, '0')}.log`
 }
 
-/** The segment files in the directory, oldest first. */
+/**
+ * The segment files in the directory, oldest first. The feed lists them on the platform thread while the
+ * log deletes confirmed ones on the broker thread, so a file can be gone between `readdir` and `stat`:
+ * it was wholly confirmed, and it is left out.
+ */
 function listSegments(dir: string): Segment[] {
-  return readdirSync(dir)
-    .map((name) => ({ name, m: SEGMENT_RE.exec(name) }))
-    .filter((f): f is { name: string; m: RegExpExecArray } => f.m !== null)
-    .sort((a, b) => a.name.localeCompare(b.name))
-    .map((f) => {
-      const path = join(dir, f.name)
-      return { firstOffset: Number(f.m[1]), path, bytes: statSync(path).size }
-    })
+  const segments: Segment[] = []
+  for (const name of readdirSync(dir).sort()) {
+    const m = SEGMENT_RE.exec(name)
+    if (m === null) continue
+    const path = join(dir, name)
+    const stat = statSync(path, { throwIfNoEntry: false })
+    if (stat !== undefined) segments.push({ firstOffset: Number(m[1]), path, bytes: stat.size })
+  }
+  return segments
 }
 
 /** A device's tags as the spool writes them, built once per device instead of once per reading. */
@@ -631,18 +636,23 @@ export class SpoolFeed implements SpoolReader {
   private async readFromDisk(max: number, from: number): Promise<SpoolEntry[]> {
     const out: SpoolEntry[] = []
     if (from > this.durable) return out
-    // The log deletes only segments below the checkpoint, which this feed moves: the list cannot shrink
-    // under a read that still needs it.
+    // Always the segment that holds `from` (the newest one starting at or before it), never one before:
+    // the log, on the broker thread, deletes a segment as soon as the one after it starts at or below
+    // its checkpoint + 1, at any moment after this feed's commit. A cursor left at the end of such a
+    // segment once pointed here at a file deleted between this listing and its `open`, and the writer's
+    // loop died with ENOENT (a full benchmark run stalled for good at a segment boundary that way).
+    // The segment holding `from` stays: the one after it starts past `from`, and `from` is past the
+    // checkpoint the log knows.
     const segments = listSegments(this.options.dir)
+    const holding = segments.findLast((s) => s.firstOffset <= from) ?? segments[0]
+    if (holding === undefined) return out
     let cursor = this.cursor
     if (
       cursor === undefined ||
       cursor.nextOffset !== from ||
-      !segments.some((s) => s.firstOffset === cursor!.segmentFirstOffset)
+      cursor.segmentFirstOffset !== holding.firstOffset
     ) {
-      const seg = [...segments].reverse().find((s) => s.firstOffset <= from) ?? segments[0]
-      if (seg === undefined) return out
-      cursor = { segmentFirstOffset: seg.firstOffset, bytePos: 0, nextOffset: from }
+      cursor = { segmentFirstOffset: holding.firstOffset, bytePos: 0, nextOffset: from }
     }
     while (out.length < max) {
       const index = segments.findIndex((s) => s.firstOffset === cursor.segmentFirstOffset)

@@ -15,6 +15,9 @@ export interface WriterOptions {
   readonly deadLetterPath: string
 }
 
+/** The steps of the writer's loop, as `ingest_writer_faults_total` names them. */
+type WriterStep = 'read' | 'write' | 'commit'
+
 /**
  * Moves readings from the spool to the store, in offset order, one batch at a time, and commits the
  * spool only after the store confirmed. Retryable failures (store down, 5xx, timeouts) are retried with
@@ -88,31 +91,53 @@ export class StoreWriter {
   }
 
   private async run(): Promise<void> {
+    let faultDelay = this.options.retryInitialMs
     while (this.running) {
-      if (this.spool.pendingCount === 0) {
-        this.wakeWhen = () => true
-        await new Promise<void>((resolve) => {
-          this.wake = resolve
-        })
-        this.wake = undefined
-        continue
+      let step: WriterStep = 'read'
+      try {
+        if (this.spool.pendingCount === 0) {
+          this.wakeWhen = () => true
+          await new Promise<void>((resolve) => {
+            this.wake = resolve
+          })
+          this.wake = undefined
+          continue
+        }
+        if (this.spool.pendingCount < this.options.batchSize && this.options.maxBatchWaitMs > 0) {
+          this.wakeWhen = () => this.spool.pendingCount >= this.options.batchSize
+          await this.sleep(this.options.maxBatchWaitMs)
+        }
+        this.wakeWhen = () => false
+        // Small batches keep each synchronous build short; a backlog gets bigger ones, so fewer round trips catch up.
+        const size = Math.min(
+          this.options.batchSize * 5,
+          Math.max(this.options.batchSize, Math.floor(this.spool.pendingCount / 2)),
+        )
+        const batch = await this.spool.read(size, this.spool.checkpointOffset)
+        if (batch.length === 0) continue
+        step = 'write'
+        const done = await this.writeBatch(batch)
+        if (!done) continue
+        step = 'commit'
+        this.spool.commit(batch[batch.length - 1]!.offset)
+        this.checkSpoolPressure()
+        faultDelay = this.options.retryInitialMs
+      } catch (err) {
+        // This loop is the only way readings reach the store: if it ended, the spool would grow until the
+        // devices are held at its disk limit, with nothing but a stalled checkpoint to show for it. So a
+        // failed step (a segment file that cannot be read back, a dead-letter or checkpoint file that
+        // cannot be written) is logged, counted and tried again; nothing is committed past it meanwhile.
+        const message = err instanceof Error ? err.message : String(err)
+        this.lastError = { message, at: Date.now(), retryable: true }
+        this.deps.metrics.writerFaults.inc({ step })
+        this.deps.log.error(
+          { err: message, step, retryInMs: faultDelay },
+          'store writer step failed; retrying',
+        )
+        this.wakeWhen = () => false
+        await this.sleep(faultDelay * (0.5 + Math.random()))
+        faultDelay = Math.min(faultDelay * 2, this.options.retryMaxMs)
       }
-      if (this.spool.pendingCount < this.options.batchSize && this.options.maxBatchWaitMs > 0) {
-        this.wakeWhen = () => this.spool.pendingCount >= this.options.batchSize
-        await this.sleep(this.options.maxBatchWaitMs)
-      }
-      this.wakeWhen = () => false
-      // Small batches keep each synchronous build short; a backlog gets bigger ones, so fewer round trips catch up.
-      const size = Math.min(
-        this.options.batchSize * 5,
-        Math.max(this.options.batchSize, Math.floor(this.spool.pendingCount / 2)),
-      )
-      const batch = await this.spool.read(size, this.spool.checkpointOffset)
-      if (batch.length === 0) continue
-      const done = await this.writeBatch(batch)
-      if (!done) continue
-      this.spool.commit(batch[batch.length - 1]!.offset)
-      this.checkSpoolPressure()
     }
   }
 

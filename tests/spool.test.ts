@@ -1,11 +1,32 @@
-import { appendFileSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import {
+  appendFileSync,
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { Worker } from 'node:worker_threads'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { type DurableBatch, parseBatch, Spool, SpoolFeed, SpoolLog, spoolLine } from '../ingest/spool.ts'
 import { threadSpoolIo } from '../ingest/spool-io.ts'
 import type { StoredReading } from '../ingest/store/types.ts'
+import type { SpoolLogWorkerData, SpoolLogWorkerMessage } from './helpers/spool-log-worker.ts'
+
+const TSX_API = pathToFileURL(
+  createRequire(import.meta.url)
+    .resolve('tsx/esm/api')
+    .replace(/\.cjs$/, '.mjs'),
+).href
+const LOG_WORKER = new URL('./helpers/spool-log-worker.ts', import.meta.url).href
 
 const dirs: string[] = []
 function tempDir() {
@@ -110,6 +131,99 @@ describe('spool', () => {
     expect(spool.memoryCount).toBe(1)
     expect((await drain(spool, 7)).map((r) => r.seq)).toEqual([100])
     await spool.close()
+  })
+
+  // On the platform the log runs on the broker thread and deletes a segment as soon as it learns that the
+  // store confirmed everything in it, at any moment after the feed's commit: between the feed listing the
+  // segments and stat-ing them, or between listing and opening one. Both are reproduced here by leaving in
+  // the confirmed segment's place what such a race leaves the feed: an entry that vanishes when stat-ed
+  // (a dangling link), or one that cannot be read (a directory).
+  it.each([
+    ['is gone before the feed stats it', (path: string) => symlinkSync(`${path}.gone`, path)],
+    ['cannot be opened and read any more', (path: string) => mkdirSync(path)],
+  ])('reads on from the next segment when the confirmed one %s', async (_what, leave) => {
+    const dir = tempDir()
+    const log = SpoolLog.open({ dir, segmentBytes: 1024, maxBytes: 10_000_000 })
+    // Nothing in memory: every reading is read back from the segment files, as past the memory window.
+    const feed = new SpoolFeed(
+      { dir, maxMemoryReadings: 0, maxBytes: 10_000_000 },
+      { ...log.position, diskBytes: log.diskBytes },
+      () => {
+        // The broker thread has not handled this commit yet.
+      },
+    )
+    log.onDurable = (batch) => feed.receive(structuredClone(batch))
+    for (let i = 0; i < 40; i++) await log.append([reading(i)])
+    const [first, second] = readdirSync(dir)
+      .filter((f) => f.startsWith('seg-'))
+      .sort()
+    const inFirst = Number(second!.slice(4, 20))
+    expect(inFirst).toBeGreaterThan(1)
+    const head = await feed.read(inFirst, feed.checkpointOffset)
+    expect(head.map((e) => e.reading.seq)).toEqual(Array.from({ length: inFirst }, (_, i) => i))
+    feed.commit(head.at(-1)!.offset)
+    rmSync(join(dir, first!))
+    leave(join(dir, first!))
+    const rest: number[] = []
+    for (let guard = 0; guard < 100 && feed.pendingCount > 0; guard++) {
+      const entries = await feed.read(7, feed.checkpointOffset)
+      rest.push(...entries.map((e) => e.reading.seq))
+      feed.commit(entries.at(-1)!.offset)
+    }
+    expect(rest).toEqual(Array.from({ length: 40 - inFirst }, (_, i) => i + inFirst))
+    await log.close()
+  })
+
+  it('feeds every reading once while the log, on another thread, deletes the segments the feed confirmed', async () => {
+    const dir = tempDir()
+    const total = 60_000
+    const worker = new Worker(
+      `import(${JSON.stringify(TSX_API)}).then((m) => { m.register(); return import(${JSON.stringify(LOG_WORKER)}) })`,
+      { eval: true, workerData: { dir, total } satisfies SpoolLogWorkerData },
+    )
+    const seqs: number[] = []
+    let failure: unknown
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let feed: SpoolFeed | undefined
+        let reading = false
+        const readOn = async () => {
+          if (reading || feed === undefined) return
+          reading = true
+          try {
+            // As the store writer does: read after the checkpoint, commit, and at once read again.
+            while (feed.pendingCount > 0) {
+              const entries = await feed.read(100, feed.checkpointOffset)
+              for (const e of entries) seqs.push(e.reading.seq)
+              if (entries.length > 0) feed.commit(entries.at(-1)!.offset)
+            }
+          } catch (err) {
+            reject(err)
+            return
+          } finally {
+            reading = false
+          }
+          if (seqs.length >= total) resolve()
+        }
+        worker.on('error', reject)
+        worker.on('message', (m: SpoolLogWorkerMessage) => {
+          if (m.t === 'opened') {
+            feed = new SpoolFeed({ dir, maxMemoryReadings: 1000, maxBytes: 1e12 }, m.start, (offset) =>
+              worker.postMessage(offset),
+            )
+          } else {
+            feed!.receive(m.batch)
+            void readOn()
+          }
+        })
+      })
+    } catch (err) {
+      failure = err
+    } finally {
+      await worker.terminate()
+    }
+    expect(failure).toBeUndefined()
+    expect(seqs).toEqual(Array.from({ length: total }, (_, i) => i))
   })
 
   it('replays across segments after a crash, skipping a torn line at the end of an older segment', async () => {

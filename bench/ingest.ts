@@ -197,6 +197,7 @@ interface StepReport {
   latencyAll: { p50Ms: number; p99Ms: number; count: number }
   cpu: { percentOfOneCore: number }
   bySecond: Array<{ acked: number; maxMs: number }>
+  sendStartedAtMs: number
   ackedSeqs: Record<string, Array<[number, number]>>
 }
 
@@ -538,7 +539,7 @@ try {
     // `--timeline`: the slowest PUBACK per second of the step, to tell one stall from a spread-out tail.
     if (flags.timeline)
       log(
-        `ours     ${String(rate).padStart(6)}/s: slowest PUBACK per second (ms) ${r.bySecond.map((b) => b.maxMs).join(' ')}`,
+        `ours     ${String(rate).padStart(6)}/s: slowest PUBACK per second from ${new Date(r.sendStartedAtMs).toISOString()} (ms) ${r.bySecond.map((b) => b.maxMs).join(' ')}`,
       )
     if (rate === LATENCY_RATE) {
       pubackP50 = r.latency.p50Ms

@@ -87,6 +87,8 @@ export interface LoadReport {
    * ms. Shows whether a tail is one stall or spread over the window.
    */
   readonly bySecond: ReadonlyArray<{ readonly acked: number; readonly maxMs: number }>
+  /** Wall-clock time (epoch ms) at which sending started: second 0 of `bySecond`, to line it up with other logs. */
+  readonly sendStartedAtMs: number
   /** CPU of this whole process over the send window (the broker too, if it runs in-process). */
   readonly cpu: { readonly userMs: number; readonly systemMs: number; readonly percentOfOneCore: number }
   /** Per device, the seqs that were acknowledged: the platform must have stored every one of them. */
@@ -355,6 +357,7 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
     conn.state === 'ready' && !conn.blocked && conn.inflight.size < options.maxInflightPerDevice
   const corked: Conn[] = []
   const sendStart = performance.now()
+  const sendStartedAtMs = Date.now()
   steadyFrom = sendStart + options.warmupMs
   const cpuStart = process.cpuUsage()
   const hardStopMs = options.durationMs * 1.5 + 1000
@@ -456,6 +459,7 @@ export async function runLoad(input: LoadOptions): Promise<LoadReport> {
     latency: latency.summary(),
     latencyAll: latencyAll.summary(),
     bySecond,
+    sendStartedAtMs,
     cpu: {
       userMs: Math.round(cpu.user / 1000),
       systemMs: Math.round(cpu.system / 1000),

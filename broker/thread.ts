@@ -71,7 +71,10 @@ try {
   spool = SpoolLog.open({
     ...init.spool,
     ioThread: true,
-    onCommit: (seconds) => metrics.spoolCommitSeconds.observe(seconds),
+    onCommit: (seconds, _readings, diskSeconds) => {
+      metrics.spoolCommitSeconds.observe(seconds)
+      metrics.spoolSyncSeconds.observe(diskSeconds)
+    },
   })
   spool.onDurable = (batch) => post({ t: 'durable', batch })
   spool.onDiskState = (state) => post({ t: 'disk', state })

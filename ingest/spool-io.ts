@@ -3,7 +3,11 @@ import { Worker } from 'node:worker_threads'
 
 /** Writes a group commit to a segment file and fdatasyncs it. One call at a time. */
 export interface SpoolIo {
-  writeAndSync(fd: number, text: string): Promise<void>
+  /**
+   * Resolves with the seconds the write and the fdatasync took where they ran: the disk's own time, apart
+   * from any hand-off between threads.
+   */
+  writeAndSync(fd: number, text: string): Promise<number>
   /**
    * Settles the commit in progress if it finished, without waiting for the event loop to deliver the
    * news. Cheap enough to call on every append.
@@ -14,11 +18,13 @@ export interface SpoolIo {
   close(): Promise<void>
 }
 
-function writeAndSyncNow(fd: number, text: string): void {
+function writeAndSyncNow(fd: number, text: string): number {
+  const started = performance.now()
   const data = Buffer.from(text, 'utf8')
   let offset = 0
   while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset)
   fdatasyncSync(fd)
+  return (performance.now() - started) / 1000
 }
 
 /** In the caller's thread, blocking it for the write and the sync (tests, tools). */
@@ -26,8 +32,7 @@ export function inlineSpoolIo(): SpoolIo {
   return {
     writeAndSync: (fd, text) => {
       try {
-        writeAndSyncNow(fd, text)
-        return Promise.resolve()
+        return Promise.resolve(writeAndSyncNow(fd, text))
       } catch (err) {
         return Promise.reject(err)
       }
@@ -48,10 +53,13 @@ try { tid = Number(readlinkSync('/proc/thread-self').split('/').pop()) } catch {
 parentPort.postMessage({ tid: Number.isInteger(tid) && tid > 0 ? tid : null })
 parentPort.on('message', ({ fd, text }) => {
   try {
+    const started = performance.now()
     const data = Buffer.from(text, 'utf8')
     let offset = 0
     while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset)
     fdatasyncSync(fd)
+    // Its duration in µs, stored before the count that tells the caller this commit is done.
+    Atomics.store(synced, 1, Math.min(2147483647, Math.round((performance.now() - started) * 1000)))
     // Counted before the message: a busy caller sees it on its next append instead of after its iteration.
     Atomics.add(synced, 0, 1)
     parentPort.postMessage(null)
@@ -66,17 +74,19 @@ parentPort.on('message', ({ fd, text }) => {
  * a commit is on its way to disk. Not libuv's thread pool, which the whole process shares (the store
  * client's gzip queues there) and which would add a second hop between the write and the sync.
  *
- * The thread counts finished commits in shared memory as well as posting a message. A saturated event loop
+ * The thread counts finished commits in shared memory as well as posting a message, and keeps the last
+ * one's duration beside the count. A saturated event loop
  * delivers that message only in its next iteration, which at 10,000 readings/s took tens of milliseconds;
  * `poll()` on each append settles the commit within one reading's time instead. `firstCount` lets tests
  * start the count near its wrap.
  */
 export function threadSpoolIo(firstCount = 0): SpoolIo {
-  const synced = new Int32Array(new SharedArrayBuffer(4))
+  // [commits synced, the last one's write + fdatasync in µs]
+  const synced = new Int32Array(new SharedArrayBuffer(8))
   synced[0] = firstCount
   const worker = new Worker(IO_THREAD_SOURCE, { eval: true, workerData: { synced: synced.buffer } })
   worker.unref()
-  let pending: { resolve: () => void; reject: (err: Error) => void } | undefined
+  let pending: { resolve: (seconds: number) => void; reject: (err: Error) => void } | undefined
   /**
    * Commits handed to the thread so far; the pending one is done when the thread's count reaches it. Both
    * wrap the same way past 2^31 (Int32 arithmetic), which a platform that runs for years does reach.
@@ -92,7 +102,7 @@ export function threadSpoolIo(firstCount = 0): SpoolIo {
     if (pending === undefined || Atomics.load(synced, 0) !== posted) return
     const p = pending
     pending = undefined
-    p.resolve()
+    p.resolve(Atomics.load(synced, 1) / 1e6)
   }
   let tidKnown: (tid: number | undefined) => void = () => undefined
   const tid = new Promise<number | undefined>((resolve) => {

@@ -28,8 +28,11 @@ export interface SpoolLogOptions {
   readonly segmentBytes: number
   /** Disk use past which appends wait (and so do the devices' PUBACKs): devices slow down, nothing is dropped. */
   readonly maxBytes: number
-  /** Called after each group commit with its duration and size (for metrics). */
-  readonly onCommit?: (seconds: number, readings: number) => void
+  /**
+   * Called after each group commit (for metrics) with its duration as the caller saw it, its size, and the
+   * part of it the write and the fdatasync took on the thread that made it durable (the disk's own time).
+   */
+  readonly onCommit?: (seconds: number, readings: number, diskSeconds: number) => void
   /**
    * Write and fdatasync on a thread of their own, so the caller's event loop keeps taking packets while a
    * commit is on its way to disk (the broker thread). Otherwise they block the caller (tests, tools).
@@ -370,9 +373,13 @@ export class SpoolLog {
       try {
         const fd = this.segmentFor(bytes, firstOffset)
         // Appends arriving meanwhile are buffered and form the next commit.
-        await this.io.writeAndSync(fd, text)
+        const diskSeconds = await this.io.writeAndSync(fd, text)
         this.segments[this.segments.length - 1]!.bytes += bytes
-        this.options.onCommit?.((performance.now() - started) / 1000, lastOffset - firstOffset + 1)
+        this.options.onCommit?.(
+          (performance.now() - started) / 1000,
+          lastOffset - firstOffset + 1,
+          diskSeconds,
+        )
       } catch (err) {
         // A spool that cannot write must not acknowledge anything again: devices will resend.
         this.failure = err instanceof Error ? err : new Error(String(err))

@@ -51,6 +51,13 @@ describe('broker thread', () => {
       return t
     })
     expect(metric(text, 'ingest_reading_delay_seconds_count')).toBe(1)
+    // Every group commit is timed twice: as the broker thread saw it, and on the disk's own thread.
+    const commits = metric(text, 'ingest_spool_group_commit_seconds_count')
+    expect(metric(text, 'ingest_spool_fdatasync_seconds_count')).toBe(commits)
+    expect(metric(text, 'ingest_spool_fdatasync_seconds_sum')).toBeGreaterThan(0)
+    expect(metric(text, 'ingest_spool_fdatasync_seconds_sum')).toBeLessThanOrEqual(
+      metric(text, 'ingest_spool_group_commit_seconds_sum'),
+    )
     expect(metric(text, 'ingest_reading_delay_seconds_bucket\\{le="1"\\}')).toBe(0)
     expect(metric(text, 'ingest_reading_delay_seconds_bucket\\{le="2"\\}')).toBe(1)
     if (existsSync('/proc/thread-self/schedstat')) {

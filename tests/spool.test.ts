@@ -361,6 +361,48 @@ describe('spool', () => {
     }
   })
 
+  it("reports each commit's write + fdatasync time from the thread that made it durable", async () => {
+    const path = join(tempDir(), 'timed.log')
+    const fd = openSync(path, 'a')
+    const io = threadSpoolIo()
+    try {
+      // A large commit first: its time on the thread is measurably above zero.
+      for (const text of ['x'.repeat(8 << 20) + '\n', 'small\n', 'small again\n']) {
+        const started = performance.now()
+        const diskSeconds = await io.writeAndSync(fd, text)
+        const seenSeconds = (performance.now() - started) / 1000
+        expect(diskSeconds).toBeGreaterThan(0)
+        // Part of what the caller waited for, never more (µs rounding aside).
+        expect(diskSeconds).toBeLessThanOrEqual(seenSeconds + 1e-6)
+      }
+    } finally {
+      await io.close()
+      closeSync(fd)
+    }
+  })
+
+  it('passes each commit its size, its time and the disk time within it', async () => {
+    const commits: Array<[number, number, number]> = []
+    const log = SpoolLog.open({
+      dir: tempDir(),
+      segmentBytes: 1 << 20,
+      maxBytes: 10_000_000,
+      ioThread: true,
+      onCommit: (seconds, readings, diskSeconds) => commits.push([seconds, readings, diskSeconds]),
+    })
+    try {
+      await Promise.all([log.append([reading(1), reading(2)]), log.append([reading(3)])])
+      await log.append([reading(4)])
+    } finally {
+      await log.close()
+    }
+    expect(commits.reduce((n, [, readings]) => n + readings, 0)).toBe(4)
+    for (const [seconds, , diskSeconds] of commits) {
+      expect(diskSeconds).toBeGreaterThan(0)
+      expect(diskSeconds).toBeLessThanOrEqual(seconds + 1e-6)
+    }
+  })
+
   it('calls each appendWith back once, after its commit is durable, with its count', async () => {
     const log = SpoolLog.open({ dir: tempDir(), segmentBytes: 1 << 20, maxBytes: 10_000_000 })
     const calls: Array<[string, Error | undefined, number, number]> = []

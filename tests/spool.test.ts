@@ -19,6 +19,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { type DurableBatch, parseBatch, Spool, SpoolFeed, SpoolLog, spoolLine } from '../ingest/spool.ts'
 import { threadSpoolIo } from '../ingest/spool-io.ts'
 import type { StoredReading } from '../ingest/store/types.ts'
+import { riverReading as reading } from './helpers/readings.ts'
 import type { SpoolLogWorkerData, SpoolLogWorkerMessage } from './helpers/spool-log-worker.ts'
 
 const TSX_API = pathToFileURL(
@@ -37,19 +38,6 @@ function tempDir() {
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
 })
-
-function reading(seq: number): StoredReading {
-  return {
-    kind: 'river-level',
-    device: 'dps-river-001',
-    district: 'Denpasar Barat',
-    regency: 'Kota Denpasar',
-    ts: 1_790_000_000_000 + seq * 1000,
-    receivedAt: 1_790_000_000_000 + seq * 1000,
-    seq,
-    fields: { waterLevel: 100 + seq },
-  }
-}
 
 const options = (dir: string) => ({ dir, segmentBytes: 1024, maxMemoryReadings: 1000, maxBytes: 10_000_000 })
 

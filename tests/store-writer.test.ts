@@ -8,27 +8,13 @@ import { PlatformBus } from '../ingest/events.ts'
 import { createMetrics } from '../ingest/metrics.ts'
 import { Spool } from '../ingest/spool.ts'
 import { createDuckDbStore } from '../ingest/store/duckdb.ts'
-import type { StoredReading } from '../ingest/store/types.ts'
 import { StoreWriter } from '../ingest/writer.ts'
+import { riverReading as reading, READING_T0 as T0 } from './helpers/readings.ts'
 
-const T0 = 1_790_000_000_000
 const dirs: string[] = []
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
 })
-
-function reading(seq: number): StoredReading {
-  return {
-    kind: 'river-level',
-    device: 'dps-river-001',
-    district: 'Denpasar Barat',
-    regency: 'Kota Denpasar',
-    ts: T0 + seq * 1000,
-    receivedAt: T0 + seq * 1000,
-    seq,
-    fields: { waterLevel: 100 + seq },
-  }
-}
 
 /**
  * A writer over a real spool (every backlog read back from its segment files) and the embedded store. `fault`

@@ -58,6 +58,15 @@ const ENTRY = new URL('./thread.ts', import.meta.url).href
 // Aedes) may be loaded while the graph is linked, before any module of it runs.
 const QUIET = new URL('./quiet-mqtt-packet.ts', import.meta.url).href
 
+/**
+ * Source for a `Worker` with `eval: true` that registers tsx's loader in the new thread and then imports
+ * the given TypeScript modules (URLs), one after the other.
+ */
+export function tsWorkerSource(...modules: readonly string[]): string {
+  const imports = modules.map((m) => `.then(() => import(${JSON.stringify(m)}))`).join('')
+  return `import(${JSON.stringify(TSX_API)}).then((m) => m.register())${imports}`
+}
+
 /** The value of a V8 size flag as the process was started with it (command line or NODE_OPTIONS); 0: unset. */
 function startupFlag(name: string): number {
   const args = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)]
@@ -116,17 +125,14 @@ export async function startBrokerThread(
   const worker = workerWithSemiSpace(
     options.semiSpaceMb ?? 0,
     () =>
-      new Worker(
-        `import(${JSON.stringify(TSX_API)}).then((m) => { m.register(); return import(${JSON.stringify(QUIET)}) }).then(() => import(${JSON.stringify(ENTRY)}))`,
-        {
-          eval: true,
-          workerData,
-          // tsx is registered above; a CPU profile (--cpu-prof) covers this thread too.
-          execArgv: process.execArgv.filter((a) => a.startsWith('--cpu-prof')),
-          stdout: false,
-          stderr: false,
-        },
-      ),
+      new Worker(tsWorkerSource(QUIET, ENTRY), {
+        eval: true,
+        workerData,
+        // tsx is registered above; a CPU profile (--cpu-prof) covers this thread too.
+        execArgv: process.execArgv.filter((a) => a.startsWith('--cpu-prof')),
+        stdout: false,
+        stderr: false,
+      }),
   )
   const send = (message: ToBrokerThread) => worker.postMessage(message)
 

@@ -75,10 +75,9 @@ parentPort.on('message', ({ fd, text }) => {
  * client's gzip queues there) and which would add a second hop between the write and the sync.
  *
  * The thread counts finished commits in shared memory as well as posting a message, and keeps the last
- * one's duration beside the count. A saturated event loop
- * delivers that message only in its next iteration, which at 10,000 readings/s took tens of milliseconds;
- * `poll()` on each append settles the commit within one reading's time instead. `firstCount` lets tests
- * start the count near its wrap.
+ * one's duration beside the count. A saturated event loop delivers that message only in its next
+ * iteration, which at 10,000 readings/s took tens of milliseconds; `poll()` on each append settles the
+ * commit within one reading's time instead. `firstCount` lets tests start the count near its wrap.
  */
 export function threadSpoolIo(firstCount = 0): SpoolIo {
   // [commits synced, the last one's write + fdatasync in µs]

@@ -9,24 +9,18 @@ import {
   rmSync,
   symlinkSync,
 } from 'node:fs'
-import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import { tsWorkerSource } from '../broker/thread-client.ts'
 import { type DurableBatch, parseBatch, Spool, SpoolFeed, SpoolLog, spoolLine } from '../ingest/spool.ts'
 import { threadSpoolIo } from '../ingest/spool-io.ts'
 import type { StoredReading } from '../ingest/store/types.ts'
 import { riverReading as reading } from './helpers/readings.ts'
 import type { SpoolLogWorkerData, SpoolLogWorkerMessage } from './helpers/spool-log-worker.ts'
 
-const TSX_API = pathToFileURL(
-  createRequire(import.meta.url)
-    .resolve('tsx/esm/api')
-    .replace(/\.cjs$/, '.mjs'),
-).href
 const LOG_WORKER = new URL('./helpers/spool-log-worker.ts', import.meta.url).href
 
 const dirs: string[] = []
@@ -165,10 +159,10 @@ describe('spool', () => {
   it('feeds every reading once while the log, on another thread, deletes the segments the feed confirmed', async () => {
     const dir = tempDir()
     const total = 60_000
-    const worker = new Worker(
-      `import(${JSON.stringify(TSX_API)}).then((m) => { m.register(); return import(${JSON.stringify(LOG_WORKER)}) })`,
-      { eval: true, workerData: { dir, total } satisfies SpoolLogWorkerData },
-    )
+    const worker = new Worker(tsWorkerSource(LOG_WORKER), {
+      eval: true,
+      workerData: { dir, total } satisfies SpoolLogWorkerData,
+    })
     const seqs: number[] = []
     let failure: unknown
     try {

@@ -71,9 +71,10 @@ try {
   spool = SpoolLog.open({
     ...init.spool,
     ioThread: true,
-    onCommit: (seconds, _readings, diskSeconds) => {
+    onCommit: (seconds, _readings, times) => {
       metrics.spoolCommitSeconds.observe(seconds)
-      metrics.spoolSyncSeconds.observe(diskSeconds)
+      metrics.spoolSyncSeconds.observe(times.diskSeconds)
+      metrics.spoolSyncCpuWaitSeconds.observe(times.cpuWaitSeconds)
     },
   })
   spool.onDurable = (batch) => post({ t: 'durable', batch })

@@ -11,7 +11,7 @@ import {
 } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
-import { inlineSpoolIo, type SpoolIo, threadSpoolIo } from './spool-io.ts'
+import { inlineSpoolIo, type SpoolIo, type SyncTimes, threadSpoolIo } from './spool-io.ts'
 import { perDeviceTags } from './store/per-device.ts'
 import type { StoredReading } from './store/types.ts'
 
@@ -29,10 +29,11 @@ export interface SpoolLogOptions {
   /** Disk use past which appends wait (and so do the devices' PUBACKs): devices slow down, nothing is dropped. */
   readonly maxBytes: number
   /**
-   * Called after each group commit (for metrics) with its duration as the caller saw it, its size, and the
-   * part of it the write and the fdatasync took on the thread that made it durable (the disk's own time).
+   * Called after each group commit (for metrics) with its duration as the caller saw it, its size, and
+   * where the write and the fdatasync spent their time on the thread that made it durable: the disk's own
+   * time, and that thread's wait for a core.
    */
-  readonly onCommit?: (seconds: number, readings: number, diskSeconds: number) => void
+  readonly onCommit?: (seconds: number, readings: number, times: SyncTimes) => void
   /**
    * Write and fdatasync on a thread of their own, so the caller's event loop keeps taking packets while a
    * commit is on its way to disk (the broker thread). Otherwise they block the caller (tests, tools).
@@ -373,13 +374,9 @@ export class SpoolLog {
       try {
         const fd = this.segmentFor(bytes, firstOffset)
         // Appends arriving meanwhile are buffered and form the next commit.
-        const diskSeconds = await this.io.writeAndSync(fd, text)
+        const times = await this.io.writeAndSync(fd, text)
         this.segments[this.segments.length - 1]!.bytes += bytes
-        this.options.onCommit?.(
-          (performance.now() - started) / 1000,
-          lastOffset - firstOffset + 1,
-          diskSeconds,
-        )
+        this.options.onCommit?.((performance.now() - started) / 1000, lastOffset - firstOffset + 1, times)
       } catch (err) {
         // A spool that cannot write must not acknowledge anything again: devices will resend.
         this.failure = err instanceof Error ? err : new Error(String(err))

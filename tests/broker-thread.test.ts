@@ -58,6 +58,13 @@ describe('broker thread', () => {
     expect(metric(text, 'ingest_spool_fdatasync_seconds_sum')).toBeLessThanOrEqual(
       metric(text, 'ingest_spool_group_commit_seconds_sum'),
     )
+    // The sync thread's wait for a core, apart from the disk's time and within the commit's.
+    expect(metric(text, 'ingest_spool_sync_cpu_wait_seconds_count')).toBe(commits)
+    expect(metric(text, 'ingest_spool_sync_cpu_wait_seconds_sum')).toBeGreaterThanOrEqual(0)
+    expect(
+      metric(text, 'ingest_spool_fdatasync_seconds_sum') +
+        metric(text, 'ingest_spool_sync_cpu_wait_seconds_sum'),
+    ).toBeLessThanOrEqual(metric(text, 'ingest_spool_group_commit_seconds_sum') + 1e-5)
     expect(metric(text, 'ingest_reading_delay_seconds_bucket\\{le="1"\\}')).toBe(0)
     expect(metric(text, 'ingest_reading_delay_seconds_bucket\\{le="2"\\}')).toBe(1)
     if (existsSync('/proc/thread-self/schedstat')) {

@@ -208,7 +208,9 @@ interface SendWindow {
 }
 
 async function runStep(input: Record<string, unknown>, window?: SendWindow): Promise<StepReport> {
-  const worker = spawnTs('bench/load-worker.ts', [])
+  // The harness's own garbage collection on one core: with V8's parallel helpers it took both cores for
+  // tens of milliseconds at a time, and the broker under test waited (six worst 100 ms windows of a traced run).
+  const worker = spawnTs('bench/load-worker.ts', [], {}, ['--single-threaded-gc'])
   worker.child.stdin!.end(JSON.stringify(input))
   const watched = window
     ? (async () => {

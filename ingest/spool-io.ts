@@ -64,14 +64,17 @@ function runQueueClock(): RunQueueClock {
 }
 
 function writeAndSyncNow(fd: number, text: string, clock: RunQueueClock): SyncTimes {
-  const waitedBefore = clock.waitedNs()
+  // The clock readings stay inside the timed span: a wait for a core between a reading and the span's
+  // edge would be counted as wait but not as time, and leave the disk with none.
   const started = performance.now()
+  const waitedBefore = clock.waitedNs()
   const data = Buffer.from(text, 'utf8')
   let offset = 0
   while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset)
   fdatasyncSync(fd)
+  const waitedAfter = clock.waitedNs()
   const seconds = (performance.now() - started) / 1000
-  const cpuWaitSeconds = Math.min(seconds, Math.max(0, clock.waitedNs() - waitedBefore) / 1e9)
+  const cpuWaitSeconds = Math.min(seconds, Math.max(0, waitedAfter - waitedBefore) / 1e9)
   return { diskSeconds: seconds - cpuWaitSeconds, cpuWaitSeconds }
 }
 
@@ -121,14 +124,16 @@ const us = (ms) => Math.min(2147483647, Math.max(0, Math.round(ms * 1000)))
 parentPort.postMessage({ tid: Number.isInteger(tid) && tid > 0 ? tid : null })
 parentPort.on('message', ({ fd, text }) => {
   try {
-    const waitedBefore = waitedNs()
+    // The schedstat readings inside the timed span, so that the wait counted is within it.
     const started = performance.now()
+    const waitedBefore = waitedNs()
     const data = Buffer.from(text, 'utf8')
     let offset = 0
     while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset)
     fdatasyncSync(fd)
+    const waitedAfter = waitedNs()
     const ms = performance.now() - started
-    const waitMs = Math.min(ms, (waitedNs() - waitedBefore) / 1e6)
+    const waitMs = Math.min(ms, Math.max(0, waitedAfter - waitedBefore) / 1e6)
     // The disk's time and the CPU wait in µs, stored before the count that tells the caller this commit is done.
     Atomics.store(synced, 1, us(ms - waitMs))
     Atomics.store(synced, 2, us(waitMs))

@@ -254,6 +254,48 @@ describe('spool', () => {
     await spool.close()
   })
 
+  it('keeps text batches for the writer and reads them cut anywhere: within a batch, across batches', async () => {
+    const dir = tempDir()
+    const confirmed: number[] = []
+    const feed = new SpoolFeed(
+      { dir, maxMemoryReadings: 10, maxBytes: 10_000_000 },
+      { checkpoint: -1, durable: -1, diskBytes: 0 },
+      (offset) => confirmed.push(offset),
+    )
+    const batch = (first: number, count: number): DurableBatch => {
+      const offsets = Array.from({ length: count }, (_, i) => first + i)
+      const text = offsets.map((o) => spoolLine(o, reading(100 + o))).join('')
+      return { firstOffset: first, lastOffset: first + count - 1, text, diskBytes: 0 }
+    }
+    const seen: number[] = []
+    feed.onReadings((readings) => seen.push(...readings.map((r) => r.seq)))
+    feed.receive(batch(0, 4))
+    feed.receive(batch(4, 4))
+    // A third batch would pass the window of 10: it stays on disk only, while the listeners still see it.
+    feed.receive(batch(8, 4))
+    expect(seen).toEqual(Array.from({ length: 12 }, (_, i) => 100 + i))
+    expect(feed.pendingCount).toBe(12)
+    expect(feed.memoryCount).toBe(8)
+
+    const seqs = async (max: number) => (await feed.read(max, feed.checkpointOffset)).map((e) => e.reading.seq)
+    expect(await seqs(3)).toEqual([100, 101, 102])
+    // Read again before a commit: the same readings (the writer retries a failed batch this way).
+    expect(await seqs(3)).toEqual([100, 101, 102])
+    feed.commit(2)
+    expect(feed.memoryCount).toBe(5)
+    expect(await seqs(3)).toEqual([103, 104, 105])
+    feed.commit(5)
+    expect(feed.memoryCount).toBe(2)
+    expect(await seqs(10)).toEqual([106, 107])
+    feed.commit(7)
+    expect(feed.memoryCount).toBe(0)
+    expect(confirmed).toEqual([2, 5, 7])
+    // Below the window again, but the readings after the spill are on disk first: memory waits for them.
+    feed.receive(batch(12, 2))
+    expect(feed.memoryCount).toBe(0)
+    expect(feed.pendingCount).toBe(6)
+  })
+
   it('works split across threads: the feed gets text batches only, and commits reach the log', async () => {
     const dir = tempDir()
     const open = () => {

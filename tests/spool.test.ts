@@ -277,7 +277,8 @@ describe('spool', () => {
     expect(feed.pendingCount).toBe(12)
     expect(feed.memoryCount).toBe(8)
 
-    const seqs = async (max: number) => (await feed.read(max, feed.checkpointOffset)).map((e) => e.reading.seq)
+    const seqs = async (max: number) =>
+      (await feed.read(max, feed.checkpointOffset)).map((e) => e.reading.seq)
     expect(await seqs(3)).toEqual([100, 101, 102])
     // Read again before a commit: the same readings (the writer retries a failed batch this way).
     expect(await seqs(3)).toEqual([100, 101, 102])

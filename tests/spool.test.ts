@@ -17,7 +17,7 @@ import fc from 'fast-check'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { tsWorkerSource } from '../broker/thread-client.ts'
 import { type DurableBatch, parseBatch, Spool, SpoolFeed, SpoolLog, spoolLine } from '../ingest/spool.ts'
-import { threadSpoolIo } from '../ingest/spool-io.ts'
+import { inlineSpoolIo, threadSpoolIo } from '../ingest/spool-io.ts'
 import type { StoredReading } from '../ingest/store/types.ts'
 import { riverReading as reading } from './helpers/readings.ts'
 import type { SpoolLogWorkerData, SpoolLogWorkerMessage } from './helpers/spool-log-worker.ts'
@@ -381,6 +381,30 @@ describe('spool', () => {
         io.poll()
       }
       expect(readFileSync(path, 'utf8')).toBe('line 0\nline 1\nline 2\nline 3\n')
+    } finally {
+      await io.close()
+      closeSync(fd)
+    }
+  })
+
+  it.each([
+    ['on its own thread', () => threadSpoolIo()],
+    ['inline', () => inlineSpoolIo()],
+  ])('writes each commit exactly, through the buffer it keeps between commits (%s)', async (_where, make) => {
+    const path = join(tempDir(), 'kept.log')
+    const fd = openSync(path, 'a')
+    const io = make()
+    // Long then short (no stale bytes may follow), multi-byte text, one too large to keep, then short again.
+    const commits = [
+      `${'a'.repeat(5000)}\n`,
+      'b\n',
+      'Kabupaten Gianyar — Ubud ✓ 🌧\n',
+      `${'ü'.repeat(3 << 20)}\n`,
+      'c\n',
+    ]
+    try {
+      for (const text of commits) await io.writeAndSync(fd, text)
+      expect(readFileSync(path, 'utf8')).toBe(commits.join(''))
     } finally {
       await io.close()
       closeSync(fd)

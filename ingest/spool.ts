@@ -76,20 +76,6 @@ export interface SpoolDiskState {
   readonly backPressured: boolean
 }
 
-/**
- * A durable batch the feed keeps for the writer until the store confirms it. As the log's text, not as
- * reading objects: the writer takes ~5,000 readings at a time, so each waits half a second or more, and
- * as objects they outlived two scavenges and were copied into the old generation, ~1 KB a reading on the
- * platform thread (its scavenges at 10,000 readings/s: every 250 ms, pause p50 6–9 ms, with V8's helper
- * threads on both cores). The text is a fifth of that, one flat string, and is parsed again on read.
- */
-interface MemoryBatch {
-  readonly firstOffset: number
-  readonly lastOffset: number
-  /** The segment lines, or the readings as objects when the log runs in the same thread. */
-  readonly lines: string | readonly SpoolEntry[]
-}
-
 /** What the store writer needs from the spool. */
 export interface SpoolReader {
   readonly pendingCount: number
@@ -495,11 +481,9 @@ export class SpoolLog {
 export class SpoolFeed implements SpoolReader {
   private durable: number
   private checkpoint: number
-  /** Durable, unconfirmed batches kept in memory, contiguous from `memory[memoryHead]`, one per commit. */
-  private memory: MemoryBatch[] = []
+  /** In-memory copies of durable, unconfirmed readings, contiguous from `memory[memoryHead]`. */
+  private memory: SpoolEntry[] = []
   private memoryHead = 0
-  /** Readings in `memory[memoryHead..]`, the head batch's confirmed ones included. */
-  private memoryTotal = 0
   /** Defined while readings from this offset on are on disk only. */
   private spilledFrom: number | undefined
   private cursor: DiskCursor | undefined
@@ -526,22 +510,19 @@ export class SpoolFeed implements SpoolReader {
       // Never expected (the log numbers contiguously); fall back to the files rather than lose readings.
       this.spilledFrom ??= Math.min(batch.firstOffset, this.durable + 1)
     }
-    const count = batch.lastOffset - batch.firstOffset + 1
+    const entries = batch.entries ?? parseBatch(batch.text)
     this.durable = batch.lastOffset
     this.disk = { ...this.disk, diskBytes: batch.diskBytes }
-    if (this.spilledFrom === undefined && this.memoryCount + count <= this.options.maxMemoryReadings) {
-      this.memory.push({
-        firstOffset: batch.firstOffset,
-        lastOffset: batch.lastOffset,
-        lines: batch.entries ?? batch.text,
-      })
-      this.memoryTotal += count
+    if (
+      this.spilledFrom === undefined &&
+      this.memoryCount + entries.length <= this.options.maxMemoryReadings
+    ) {
+      for (const e of entries) this.memory.push(e)
     } else {
       this.spilledFrom ??= batch.firstOffset
     }
     if (this.readingListeners.size > 0) {
-      // Parsed for the listeners and let go: the writer parses the kept text again when it reads.
-      const readings = (batch.entries ?? parseBatch(batch.text)).map((e) => e.reading)
+      const readings = entries.map((e) => e.reading)
       for (const listener of this.readingListeners) listener(readings)
     }
     for (const listener of this.availableListeners) listener()
@@ -564,10 +545,7 @@ export class SpoolFeed implements SpoolReader {
 
   /** Pending readings held in memory (the rest are read back from disk). */
   get memoryCount(): number {
-    const head = this.memory[this.memoryHead]
-    if (head === undefined) return 0
-    const confirmed = Math.max(0, Math.min(this.checkpoint, head.lastOffset) - head.firstOffset + 1)
-    return this.memoryTotal - confirmed
+    return this.memory.length - this.memoryHead
   }
 
   get diskBytes(): number {
@@ -593,14 +571,8 @@ export class SpoolFeed implements SpoolReader {
   async read(max: number, afterOffset: number): Promise<SpoolEntry[]> {
     const out: SpoolEntry[] = []
     for (let i = this.memoryHead; i < this.memory.length && out.length < max; i++) {
-      const batch = this.memory[i]!
-      if (batch.lastOffset <= afterOffset) continue
-      const entries = typeof batch.lines === 'string' ? parseBatch(batch.lines) : batch.lines
-      for (const entry of entries) {
-        if (entry.offset <= afterOffset) continue
-        out.push(entry)
-        if (out.length === max) break
-      }
+      const entry = this.memory[i]!
+      if (entry.offset > afterOffset) out.push(entry)
     }
     if (out.length > 0 || this.spilledFrom === undefined) return out
     return this.readFromDisk(max, Math.max(afterOffset + 1, this.spilledFrom))
@@ -622,15 +594,11 @@ export class SpoolFeed implements SpoolReader {
   commit(offset: number): void {
     if (offset <= this.checkpoint) return
     this.checkpoint = Math.min(offset, this.durable)
-    while (
-      this.memoryHead < this.memory.length &&
-      this.memory[this.memoryHead]!.lastOffset <= this.checkpoint
-    ) {
-      const batch = this.memory[this.memoryHead++]!
-      this.memoryTotal -= batch.lastOffset - batch.firstOffset + 1
+    while (this.memoryHead < this.memory.length && this.memory[this.memoryHead]!.offset <= this.checkpoint) {
+      this.memoryHead++
     }
-    // Compact now and then rather than shifting per batch (Array.shift is O(n)).
-    if (this.memoryHead > 1024 && this.memoryHead * 2 > this.memory.length) {
+    // Compact now and then rather than shifting per entry (Array.shift is O(n)).
+    if (this.memoryHead > 4096 && this.memoryHead * 2 > this.memory.length) {
       this.memory = this.memory.slice(this.memoryHead)
       this.memoryHead = 0
     }

@@ -9,6 +9,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws'
 import type { BrokerConfig } from './config.ts'
 import { ConnectionLimiter, guardConnection } from './guard.ts'
 import { createHooks, type HookDeps } from './hooks.ts'
+import { SharedReadBuffer } from './shared-read-buffer.ts'
 
 export interface BrokerAddresses {
   readonly host: string
@@ -182,7 +183,15 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
 
   // Nagle's algorithm delays small PUBACKs by up to 40 ms.
   const servers: Listener[] = []
-  const tcp: Server = createServer({ noDelay: true }, onSocket)
+  const reads = new SharedReadBuffer()
+  let defaultReadsLogged = false
+  const tcp: Server = createServer({ noDelay: true }, (socket) => {
+    if (!reads.adopt(socket) && !defaultReadsLogged) {
+      defaultReadsLogged = true
+      deps.log.warn('this Node cannot read TCP connections through a shared buffer; each read allocates')
+    }
+    onSocket(socket)
+  })
   tcp.on('error', (err) => deps.log.error({ err }, 'mqtt listener error'))
   servers.push(tcp)
 

@@ -9,7 +9,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws'
 import type { BrokerConfig } from './config.ts'
 import { ConnectionLimiter, guardConnection } from './guard.ts'
 import { createHooks, type HookDeps } from './hooks.ts'
-import { SharedReadBuffer } from './shared-read-buffer.ts'
+import { ownBytes, SharedReadBuffer } from './shared-read-buffer.ts'
 
 export interface BrokerAddresses {
   readonly host: string
@@ -84,6 +84,13 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     authenticate: hooks.authenticate,
     authorizePublish: hooks.authorizePublish,
     authorizeSubscribe: hooks.authorizeSubscribe,
+    // A last will stays for as long as its device is connected: its payload gets memory of its own,
+    // rather than the shared read slab it arrived in (see shared-read-buffer.ts).
+    preConnect: (_client, packet, callback) => {
+      if (packet.will && Buffer.isBuffer(packet.will.payload))
+        packet.will.payload = ownBytes(packet.will.payload)
+      callback(null, true)
+    },
     connectTimeout: config.connectTimeoutMs,
     keepaliveLimit: config.keepaliveLimitS,
     queueLimit: config.queueLimit,
@@ -101,6 +108,9 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
   const route = internals.publish.bind(aedes)
   internals.publish = (packet, client, done) => {
     if (typeof client !== 'function' && hooks.unrouted(client, packet)) return done?.()
+    // A routed message may be queued for an offline session or retained: its payload gets memory of its own.
+    if (typeof client !== 'function' && client !== null && Buffer.isBuffer(packet.payload))
+      packet.payload = ownBytes(packet.payload)
     route(packet, client, done)
   }
 

@@ -107,10 +107,11 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
   const internals = aedes as unknown as { publish: Publish }
   const route = internals.publish.bind(aedes)
   internals.publish = (packet, client, done) => {
-    if (typeof client !== 'function' && hooks.unrouted(client, packet)) return done?.()
-    // A routed message may be queued for an offline session or retained: its payload gets memory of its own.
-    if (typeof client !== 'function' && client !== null && Buffer.isBuffer(packet.payload))
-      packet.payload = ownBytes(packet.payload)
+    if (typeof client !== 'function') {
+      if (hooks.unrouted(client, packet)) return done?.()
+      // A routed message may be queued for an offline session or retained: its payload gets memory of its own.
+      if (client !== null && Buffer.isBuffer(packet.payload)) packet.payload = ownBytes(packet.payload)
+    }
     route(packet, client, done)
   }
 

@@ -254,7 +254,7 @@ describe('spool', () => {
     await spool.close()
   })
 
-  it('keeps text batches for the writer and reads them cut anywhere: within a batch, across batches', async () => {
+  it('reads batches that arrive as text cut anywhere for the writer: within a batch, across batches', async () => {
     const dir = tempDir()
     const confirmed: number[] = []
     const feed = new SpoolFeed(

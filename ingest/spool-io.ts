@@ -1,5 +1,10 @@
-import { closeSync, fdatasyncSync, openSync, readSync, writeSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
+
+// The write + fdatasync is written once, in CommonJS, for both the sync thread and the inline io.
+const SYNC_MODULE = fileURLToPath(new URL('./spool-io-sync.cjs', import.meta.url))
+const sync = createRequire(import.meta.url)(SYNC_MODULE) as typeof import('./spool-io-sync.cjs')
 
 /**
  * Where the time of one write + fdatasync went, on the thread that ran them. On a busy machine a thread
@@ -32,84 +37,15 @@ export interface SpoolIo {
 }
 
 /**
- * Nanoseconds the calling thread has waited for a CPU so far (the second field of Linux's
- * `/proc/thread-self/schedstat`), through a file kept open; 0 where there is none. The file is the thread
- * that opened it, so each thread needs its own.
- */
-interface RunQueueClock {
-  waitedNs(): number
-  close(): void
-}
-
-function runQueueClock(): RunQueueClock {
-  let fd = -1
-  try {
-    fd = openSync('/proc/thread-self/schedstat', 'r')
-  } catch {
-    return { waitedNs: () => 0, close: () => undefined }
-  }
-  const buffer = Buffer.alloc(96)
-  return {
-    waitedNs: () => {
-      try {
-        // Read from offset 0 each time: the kernel writes the figures anew.
-        const n = readSync(fd, buffer, 0, buffer.length, 0)
-        return Number(buffer.toString('latin1', 0, n).split(' ')[1]) || 0
-      } catch {
-        return 0
-      }
-    },
-    close: () => closeSync(fd),
-  }
-}
-
-/**
- * The bytes of a commit go through one buffer kept for the next commit. A new buffer per commit was
- * a new ArrayBuffer each time, hundreds a second at 10,000 readings/s, and V8 sweeps ArrayBuffers inside
- * its scavenges: the sync thread's own GC pauses reached 4–13 ms with a commit waiting behind them.
- */
-interface CommitBytes {
-  buffer: Buffer
-}
-
-/** Above this a commit's buffer is not kept: a rare huge commit (a backlog) should not pin its size. */
-const KEEP_BUFFER_BYTES = 4 * 1024 * 1024
-
-function encodeCommit(text: string, bytes: CommitBytes): Buffer {
-  // UTF-8 needs at most 3 bytes per UTF-16 code unit, so the text always fits.
-  const need = text.length * 3
-  const buffer = need <= bytes.buffer.length ? bytes.buffer : Buffer.allocUnsafeSlow(need)
-  if (need <= KEEP_BUFFER_BYTES) bytes.buffer = buffer
-  return buffer.subarray(0, buffer.write(text, 0, 'utf8'))
-}
-
-function writeAndSyncNow(fd: number, text: string, clock: RunQueueClock, bytes: CommitBytes): SyncTimes {
-  // The clock readings stay inside the timed span: a wait for a core between a reading and the span's
-  // edge would be counted as wait but not as time, and leave the disk with none.
-  const started = performance.now()
-  const waitedBefore = clock.waitedNs()
-  const data = encodeCommit(text, bytes)
-  let offset = 0
-  while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset)
-  fdatasyncSync(fd)
-  const waitedAfter = clock.waitedNs()
-  const seconds = (performance.now() - started) / 1000
-  const cpuWaitSeconds = Math.min(seconds, Math.max(0, waitedAfter - waitedBefore) / 1e9)
-  return { diskSeconds: seconds - cpuWaitSeconds, cpuWaitSeconds }
-}
-
-/**
  * In the caller's thread, blocking it for the write and the sync (tests, tools). Its CPU wait is the
  * creating thread's, the only one that may call it.
  */
 export function inlineSpoolIo(): SpoolIo {
-  const clock = runQueueClock()
-  const bytes: CommitBytes = { buffer: Buffer.allocUnsafeSlow(64 * 1024) }
-  let closed = false
+  const writer = sync.commitWriter()
   return {
     writeAndSync: (fd, text) => {
       try {
-        return Promise.resolve(writeAndSyncNow(fd, text, clock, bytes))
+        return Promise.resolve(writer.writeAndSync(fd, text))
       } catch (err) {
         return Promise.reject(err)
       }
@@ -117,63 +53,14 @@ export function inlineSpoolIo(): SpoolIo {
     poll: () => undefined,
     threadId: () => Promise.resolve(undefined),
     close: () => {
-      if (!closed) clock.close()
-      closed = true
+      writer.close()
       return Promise.resolve()
     },
   }
 }
 
-// Plain JavaScript, so the thread starts in milliseconds without a TypeScript loader.
-const IO_THREAD_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads')
-const { fdatasyncSync, openSync, readSync, readlinkSync, writeSync } = require('node:fs')
-const synced = new Int32Array(workerData.synced)
-let tid = null
-try { tid = Number(readlinkSync('/proc/thread-self').split('/').pop()) } catch {}
-let sched = -1
-try { sched = openSync('/proc/thread-self/schedstat', 'r') } catch {}
-const schedBuffer = Buffer.alloc(96)
-const waitedNs = () => {
-  if (sched < 0) return 0
-  try {
-    const n = readSync(sched, schedBuffer, 0, schedBuffer.length, 0)
-    return Number(schedBuffer.toString('latin1', 0, n).split(' ')[1]) || 0
-  } catch { return 0 }
-}
-const us = (ms) => Math.min(2147483647, Math.max(0, Math.round(ms * 1000)))
-// One buffer kept from commit to commit, as encodeCommit does for the inline io.
-let kept = Buffer.allocUnsafeSlow(64 * 1024)
-const encode = (text) => {
-  const need = text.length * 3
-  const buffer = need <= kept.length ? kept : Buffer.allocUnsafeSlow(need)
-  if (need <= ${KEEP_BUFFER_BYTES}) kept = buffer
-  return buffer.subarray(0, buffer.write(text, 0, 'utf8'))
-}
-parentPort.postMessage({ tid: Number.isInteger(tid) && tid > 0 ? tid : null })
-parentPort.on('message', ({ fd, text }) => {
-  try {
-    // The schedstat readings inside the timed span, so that the wait counted is within it.
-    const started = performance.now()
-    const waitedBefore = waitedNs()
-    const data = encode(text)
-    let offset = 0
-    while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset)
-    fdatasyncSync(fd)
-    const waitedAfter = waitedNs()
-    const ms = performance.now() - started
-    const waitMs = Math.min(ms, Math.max(0, waitedAfter - waitedBefore) / 1e6)
-    // The disk's time and the CPU wait in µs, stored before the count that tells the caller this commit is done.
-    Atomics.store(synced, 1, us(ms - waitMs))
-    Atomics.store(synced, 2, us(waitMs))
-    // Counted before the message: a busy caller sees it on its next append instead of after its iteration.
-    Atomics.add(synced, 0, 1)
-    parentPort.postMessage(null)
-  } catch (err) {
-    parentPort.postMessage(String(err && err.message || err))
-  }
-})
-`
+// The thread loads the same file by path, as plain CommonJS: no TypeScript loader to start.
+const IO_THREAD_SOURCE = `require(${JSON.stringify(SYNC_MODULE)}).serveSyncThread()`
 
 /**
  * On a thread of its own: the caller's event loop goes on parsing and validating the next packets while

@@ -95,6 +95,8 @@ export const DeviceLiveSchema = z.object({
   occupancy: OccupancyLiveSchema.nullable(),
 })
 export type DeviceLive = z.infer<typeof DeviceLiveSchema>
+/** A device's view without its windows and sparkline: what alarm rules, derived alarms and rollups read. */
+export type DeviceSummary = Omit<DeviceLive, 'windows' | 'spark'>
 
 export const ScopeSchema = z.strictObject({
   regency: z.array(z.string().max(80)).max(50).optional(),

@@ -14,7 +14,7 @@ import {
   RollingMetric,
   subIndex,
 } from '../dashboard-api/aggregates/index.ts'
-import type { Alarm } from '../dashboard-api/protocol.ts'
+import type { Alarm, DeviceLive } from '../dashboard-api/protocol.ts'
 import { PlatformBus } from '../ingest/events.ts'
 import { DeviceRegistry } from '../ingest/registry.ts'
 import type { StoredReading } from '../ingest/store/types.ts'
@@ -310,7 +310,8 @@ describe('Aggregator on the bus', () => {
     ])
     const { views, alarmsChanged } = agg.refresh()
     expect(alarmsChanged).toBe(true)
-    const air = views.find((v) => v.view.id === 'dps-air-001')!.view
+    const cached = views.find((v) => v.view.id === 'dps-air-001')!
+    const air = cached.view
     // mean pm25 = 102.9 -> 150 (Tidak Sehat); pm10 mean 50 -> 50.
     expect(air.ispu).toMatchObject({
       value: 150,
@@ -318,7 +319,14 @@ describe('Aggregator on the bus', () => {
       critical: 'pm25',
       basis: 'mean-1h',
     })
-    expect(air.windows.pm25!.m1).toEqual([105.8, 105.8, 105.8])
+    // The windows and the sparkline are in the JSON the clients get, not in the summary kept beside it.
+    const full: DeviceLive = JSON.parse(cached.json)
+    expect(full.windows.pm25!.m1).toEqual([105.8, 105.8, 105.8])
+    expect(full.spark?.metric).toBe('pm25')
+    expect(full).toEqual({ ...air, windows: full.windows, spark: full.spark })
+    expect(full).toEqual(agg.view('dps-air-001'))
+    expect(Object.keys(air)).not.toContain('windows')
+    expect(Object.keys(air)).not.toContain('spark')
     const crowd = agg.view('dps-crowd-001')!
     expect(crowd.occupancy).toEqual({ people: 1100, capacity: 1000, ratio: 1.1 })
     expect(conditionsOf(crowd).map((c) => c.type)).toEqual(['occupancy'])

@@ -6,6 +6,7 @@ import {
   type Alarm,
   type DeviceLive,
   type DeviceLiveStatus,
+  type DeviceSummary,
   type LatestReading,
   type MetricWindows,
   STALE_AFTER_INTERVALS,
@@ -57,9 +58,15 @@ interface DeviceState {
   status: DeviceLiveStatus
 }
 
-/** A device's view with its JSON, serialised once per change and shared by every client that sees it. */
+/**
+ * A device's view as JSON, serialised once per change and shared by every client that sees it, beside
+ * the summary that alarms and rollups read. The windows and the sparkline live only in the JSON: they are
+ * most of a view's objects, and a cached view outlives the young generation (it stays until the device's
+ * next change), so each one kept as objects would be copied and promoted by the platform thread's
+ * scavenges, whose pauses the slowest acknowledgements overlap.
+ */
 export interface CachedView {
-  readonly view: DeviceLive
+  readonly view: DeviceSummary
   readonly json: string
 }
 
@@ -262,7 +269,9 @@ export class Aggregator {
     }
     const s = this.states.get(id)
     if (s) s.status = view.status
-    const cached = { view, json: JSON.stringify(view) }
+    const json = JSON.stringify(view)
+    const { windows: _windows, spark: _spark, ...summary } = view
+    const cached: CachedView = { view: summary, json }
     this.cache.set(id, cached)
     return cached
   }

@@ -1,4 +1,4 @@
-import type { Alarm, DeviceLive } from '../protocol.ts'
+import type { Alarm, DeviceSummary } from '../protocol.ts'
 
 export type AlarmCondition = Omit<Alarm, 'since' | 'id' | 'source'> & { readonly key: string }
 
@@ -7,7 +7,7 @@ export type AlarmCondition = Omit<Alarm, 'since' | 'id' | 'source'> & { readonly
  * Sehat or worse, a market at or over capacity, a device offline or stale. A device never heard from is
  * not an alarm (it may not be installed yet).
  */
-export function conditionsOf(d: DeviceLive): AlarmCondition[] {
+export function conditionsOf(d: DeviceSummary): AlarmCondition[] {
   const base = { deviceId: d.id, kind: d.kind, name: d.name, regency: d.regency, district: d.district }
   const out: AlarmCondition[] = []
   if (d.status === 'offline' || d.status === 'stale') {

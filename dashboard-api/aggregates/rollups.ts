@@ -1,4 +1,4 @@
-import type { Alarm, DeviceLive, Rollup } from '../protocol.ts'
+import type { Alarm, DeviceSummary, Rollup } from '../protocol.ts'
 import { riverLevelRank } from './river-status.ts'
 
 type Group = Rollup['group']
@@ -19,7 +19,7 @@ function emptyRollup(group: Group, key: string, regency?: string): Rollup {
   }
 }
 
-function addTo(r: Rollup, d: DeviceLive) {
+function addTo(r: Rollup, d: DeviceSummary) {
   r.devices++
   if (d.status === 'online') r.online++
   else if (d.status === 'stale') r.stale++
@@ -67,7 +67,7 @@ function addTo(r: Rollup, d: DeviceLive) {
  * Rollups per district, per regency and per kind of the given devices: worst ISPU, highest river status,
  * busiest market, device counts by status and the number of active alarms. Sorted by group, then key.
  */
-export function computeRollups(devices: Iterable<DeviceLive>, alarms: Iterable<Alarm> = []): Rollup[] {
+export function computeRollups(devices: Iterable<DeviceSummary>, alarms: Iterable<Alarm> = []): Rollup[] {
   // Nested maps on the devices' own strings: runs over the whole fleet on every live tick, where a
   // composite string key per device and group would cost an allocation and a hash each.
   const districts = new Map<string, Map<string, Rollup>>()

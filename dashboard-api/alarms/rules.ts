@@ -1,6 +1,6 @@
 import { DEVICE_KINDS, type DeviceKind } from '../../firmware-contracts/index.ts'
 import type { Device } from '../../ingest/registry.ts'
-import type { DeviceLive } from '../protocol.ts'
+import type { DeviceSummary } from '../protocol.ts'
 import type { AlarmPriority } from './config.ts'
 
 /**
@@ -67,7 +67,7 @@ export interface HourCoverage {
 }
 
 export interface RuleInput {
-  readonly view: DeviceLive
+  readonly view: DeviceSummary
   readonly device: Device
   readonly hour: HourCoverage | undefined
 }
@@ -80,7 +80,7 @@ export interface AlarmRule {
 }
 
 const OFF: Observation = { active: false }
-const hasData = (v: DeviceLive) => v.latest !== null
+const hasData = (v: DeviceSummary) => v.latest !== null
 
 const RIVER_PRIORITY: Record<string, AlarmPriority> = { waspada: 'warning', siaga: 'high', awas: 'emergency' }
 const ISPU_PRIORITY: Record<string, AlarmPriority> = {

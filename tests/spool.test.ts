@@ -591,4 +591,19 @@ describe('spool', () => {
       'Denpasar Timur',
     ])
   })
+
+  it('parses a batch into the readings of its lines, sharing repeated strings without mixing them up', () => {
+    // More distinct devices than the shared strings are kept for (100,000), so the pool is emptied on the way.
+    const devices = 100_500
+    const lines: string[] = []
+    const expected: unknown[] = []
+    for (let i = 0; i < devices + 2000; i++) {
+      const r = { ...reading(i), device: `dev-${i % devices}`, district: `Kecamatan ${i % 7}`, seq: i }
+      lines.push(spoolLine(i, r))
+      expected.push({ offset: i, reading: JSON.parse(JSON.stringify(r)) })
+    }
+    const parsed: unknown[] = []
+    for (let i = 0; i < lines.length; i += 30) parsed.push(...parseBatch(lines.slice(i, i + 30).join('')))
+    expect(parsed).toEqual(expected)
+  })
 })

@@ -190,8 +190,8 @@ export function spoolLine(offset: number, reading: StoredReading): string {
  * One copy of each string that readings repeat (kind, device, district, regency). JSON.parse makes new
  * ones for every reading, and the feed keeps each reading until the store confirms it: through an outage
  * up to SPOOL_MAX_MEMORY_READINGS of them, and at 10,000 readings/s whatever waits for the next write is
- * copied and promoted by the platform thread's scavenges. `npm run bench:feed-memory`: about 260 bytes a
- * reading kept instead of about 370.
+ * copied and promoted by the platform thread's scavenges. `npm run bench:feed-memory`: 280 bytes a reading
+ * kept instead of 408.
  */
 const repeatedStrings = new Map<string, string>()
 /** The registry bounds these strings; past this many (a very large registry) they are shared less. */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { WebSocket } from 'ws'
 import { CURRENT_ISPU_TABLE } from './aggregates/ispu.ts'
@@ -16,7 +17,10 @@ import {
 export interface LiveStreamOptions {
   /** Deltas are coalesced and sent at most this often. */
   readonly intervalMs: number
-  /** A client whose socket holds more unsent bytes than this gets no new frames (its deltas coalesce). */
+  /**
+   * A client whose socket holds more unsent bytes than this gets no new frame of any kind: its deltas and
+   * the snapshot it asked for coalesce, its replies and error frames are dropped.
+   */
   readonly maxBufferedBytes: number
   /** A client that stays above `maxBufferedBytes` this long is disconnected. */
   readonly slowClientTimeoutMs: number
@@ -39,8 +43,12 @@ interface LiveClient {
   readonly pending: Map<string, string>
   needRollups: boolean
   needAlarms: boolean
+  /** A `subscribe` arrived while the socket was over the limit: its snapshot goes out once it is not. */
+  needSnapshot: boolean
   slowSince: number | null
   alive: boolean
+  /** Data of the last ping sent; only a pong echoing it counts as an answer. */
+  pingData: Buffer | undefined
   tokens: number
   tokensAt: number
 }
@@ -72,6 +80,11 @@ export interface LiveHubStats {
   readonly slowDisconnects: number
   readonly deadDisconnects: number
   readonly framesSent: number
+}
+
+/** Whether a client has updates not yet sent (an owed snapshot included). */
+function owes(client: LiveClient): boolean {
+  return client.pending.size > 0 || client.needRollups || client.needAlarms || client.needSnapshot
 }
 
 function scopeKey(scope: Scope): string {
@@ -131,14 +144,18 @@ export class LiveHub {
       pending: new Map(),
       needRollups: false,
       needAlarms: false,
+      needSnapshot: false,
       slowSince: null,
       alive: true,
+      pingData: undefined,
       tokens: 2 * CLIENT_MESSAGES_PER_SEC,
       tokensAt: Date.now(),
     }
     this.clients.add(client)
-    socket.on('pong', () => {
-      client.alive = true
+    // Unsolicited pongs are legal, and a client that never reads its socket can still send them: only the
+    // echo of our ping's random data proves the client read up to it.
+    socket.on('pong', (data) => {
+      if (client.pingData?.equals(data)) client.alive = true
     })
     socket.on('message', (data, isBinary) => this.onMessage(client, data, isBinary))
     socket.on('close', () => this.clients.delete(client))
@@ -153,7 +170,7 @@ export class LiveHub {
       intervalMs: this.options.intervalMs,
       ispuTable: CURRENT_ISPU_TABLE,
     })
-    this.sendSnapshot(client)
+    this.requestSnapshot(client, Date.now())
   }
 
   stop() {
@@ -194,8 +211,17 @@ export class LiveHub {
       client.pending.clear()
       client.needAlarms = false
       client.needRollups = false
-      this.sendSnapshot(client)
+      this.requestSnapshot(client, now)
     }
+  }
+
+  /**
+   * However often a client that does not read asks, its socket holds at most one snapshot over the limit
+   * and one more is owed; the owed one is built when the socket drains, from the state of that moment.
+   */
+  private requestSnapshot(client: LiveClient, now: number) {
+    if (this.admit(client, now)) this.sendSnapshot(client, now)
+    else client.needSnapshot = this.clients.has(client)
   }
 
   private error(client: LiveClient, code: LiveErrorCode, message: string) {
@@ -234,12 +260,12 @@ export class LiveHub {
     }
   }
 
-  private sendSnapshot(client: LiveClient) {
-    const now = Date.now()
+  private sendSnapshot(client: LiveClient, now: number) {
+    client.needSnapshot = false
     const all = this.state.all(now)
     const lists = this.computeLists(client.scope, all, this.state.alarms())
     const devices = all.filter((v) => inScope(client.scope, v.view)).map((v) => v.json)
-    this.sendRaw(
+    this.write(
       client,
       `{"v":${LIVE_PROTOCOL_VERSION},"type":"snapshot","now":${now},"devices":[${devices.join(',')}],"rollups":${lists.rollups},"alarms":${lists.alarms}}`,
     )
@@ -309,11 +335,12 @@ export class LiveHub {
       for (const key of this.lists.keys()) if (!groups.has(key)) this.lists.delete(key)
     }
     for (const client of this.clients) {
+      const ready = this.admit(client, now)
+      if (!this.clients.has(client)) continue
       const g = groups.get(client.scopeKey)
       const hasNews =
         g !== undefined && (g.devices.length > 0 || g.rollups !== undefined || g.alarms !== undefined)
-      const blocked = client.socket.bufferedAmount > this.options.maxBufferedBytes
-      if (hasNews && !blocked && client.pending.size === 0 && !client.needRollups && !client.needAlarms) {
+      if (hasNews && ready && !owes(client)) {
         // The common case: one frame per scope per tick, shared by every client of that scope.
         g.frame ??= Buffer.from(
           this.deltaFrame(
@@ -323,35 +350,23 @@ export class LiveHub {
             g.alarms,
           ),
         )
-        client.slowSince = null
-        this.sendRaw(client, g.frame)
+        this.write(client, g.frame)
         continue
       }
-      if (hasNews) {
+      // An owed snapshot carries the state of the moment it is sent: nothing to keep for it.
+      if (hasNews && !client.needSnapshot) {
         for (const v of g.devices) client.pending.set(v.view.id, v.json)
         if (g.rollups !== undefined) client.needRollups = true
         if (g.alarms !== undefined) client.needAlarms = true
       }
-      this.flush(client, now, blocked)
+      if (ready) this.flush(client, now)
     }
   }
 
-  private flush(client: LiveClient, now: number, blocked: boolean) {
-    if (client.pending.size === 0 && !client.needRollups && !client.needAlarms) return
-    if (blocked) {
-      client.slowSince ??= now
-      if (now - client.slowSince > this.options.slowClientTimeoutMs) {
-        this.log.warn(
-          { buffered: client.socket.bufferedAmount, pending: client.pending.size },
-          'live client too slow; disconnecting',
-        )
-        this.counters.slowDisconnects++
-        client.socket.terminate()
-        this.clients.delete(client)
-      }
-      return
-    }
-    client.slowSince = null
+  /** Sends what a client that was over the limit is owed; the caller checked that it no longer is. */
+  private flush(client: LiveClient, now: number) {
+    if (client.needSnapshot) return this.sendSnapshot(client, now)
+    if (!owes(client)) return
     const lists = this.lists.get(client.scopeKey)
     const frame = this.deltaFrame(
       now,
@@ -362,7 +377,32 @@ export class LiveHub {
     client.pending.clear()
     client.needRollups = false
     client.needAlarms = false
-    this.sendRaw(client, frame)
+    this.write(client, frame)
+  }
+
+  /**
+   * Whether the client's socket may take another frame, and the one slow-client rule: every frame, whatever
+   * asked for it, passes here first, so a socket never holds more than the limit plus one frame, and a
+   * client over the limit longer than the grace period is cut off (called for each client on every tick
+   * too, so it happens even when nothing is owed).
+   */
+  private admit(client: LiveClient, now: number): boolean {
+    if (client.socket.bufferedAmount <= this.options.maxBufferedBytes) {
+      client.slowSince = null
+      return true
+    }
+    client.slowSince ??= now
+    if (now - client.slowSince > this.options.slowClientTimeoutMs) {
+      this.log.warn(
+        { buffered: client.socket.bufferedAmount, pending: client.pending.size },
+        'live client too slow; disconnecting',
+      )
+      this.counters.slowDisconnects++
+      // No close frame: it would only queue behind what the client is not reading.
+      client.socket.terminate()
+      this.clients.delete(client)
+    }
+    return false
   }
 
   private heartbeat() {
@@ -374,7 +414,8 @@ export class LiveHub {
         continue
       }
       client.alive = false
-      client.socket.ping()
+      client.pingData = randomBytes(8)
+      client.socket.ping(client.pingData)
     }
   }
 
@@ -382,7 +423,13 @@ export class LiveHub {
     this.sendRaw(client, JSON.stringify(msg))
   }
 
+  /** Replies, error frames and the greeting: dropped while the client is over the limit. */
   private sendRaw(client: LiveClient, data: string | Buffer) {
+    if (this.admit(client, Date.now())) this.write(client, data)
+  }
+
+  /** Only after `admit` said yes, in the same turn of the event loop. */
+  private write(client: LiveClient, data: string | Buffer) {
     if (client.socket.readyState !== client.socket.OPEN) return
     client.socket.send(data, { binary: false })
     this.counters.framesSent++

@@ -30,8 +30,10 @@ const AIR_DEVICE = {
 interface LiveStats {
   clients: number
   pendingMax: number
+  bufferedMax: number
   bufferedPeak: number
   slowDisconnects: number
+  deadDisconnects: number
 }
 
 function devicesOf(m: ServerMessage): DeviceLive[] {
@@ -315,4 +317,101 @@ describe('live stream protocol (real ws clients)', () => {
     await slowClosed
     fast.close()
   }, 90_000)
+
+  it('a client that floods subscribe while not reading gets no frames past the limit and is cut off like a slow display', async () => {
+    // Devices of their own, with readings, so that each snapshot is large; no reading arrives afterwards,
+    // so no delta is ever pending for this client: only its own requests could fill its socket.
+    const N = 200
+    const ts = Date.now()
+    const readings: StoredReading[] = []
+    for (let i = 0; i < N; i++) {
+      const device = `bangli-air-${String(100 + i).padStart(3, '0')}`
+      await platform.registry.register(
+        { ...AIR_DEVICE, id: device, name: `Flood ${i}`, regency: 'Bangli', district: 'Kintamani' },
+        'test',
+      )
+      readings.push({
+        kind: 'air-quality',
+        device,
+        district: 'Kintamani',
+        regency: 'Bangli',
+        ts,
+        receivedAt: ts,
+        seq: 1,
+        fields: { pm25: 12, pm10: 20, o3: 30, co: 400, no2: 15, so2: 5, hc: 9, temperature: 24 },
+      })
+    }
+    platform.bus.emit('readings.accepted', readings)
+    const subscribe = JSON.stringify({ v: 1, type: 'subscribe', scope: { regency: ['Bangli'] } })
+    const flooder = await openLive(platform.httpUrl, Q)
+    // The readings reach the devices' views on the next tick: ask until a snapshot carries them.
+    const first = await eventually(async () => {
+      const from = flooder.messages.length
+      flooder.ws.send(subscribe)
+      const snap = await flooder.waitFor((m) => flooder.messages.indexOf(m) >= from && m.type === 'snapshot')
+      return devicesOf(snap).length === N && devicesOf(snap).every((d) => d.latest !== null)
+        ? snap
+        : undefined
+    })
+    const snapshotBytes = Buffer.byteLength(JSON.stringify(first))
+    expect(snapshotBytes).toBeGreaterThan(100_000)
+    const closed = new Promise<number>((r) => flooder.ws.once('close', (code) => r(code)))
+    const before = (await platform.api<LiveStats>('GET', '/api/v1/live/stats')).body
+    // Stop reading, and keep asking for snapshots (about twice what the rate limit lets through).
+    flooder.ws.pause()
+
+    let bufferedMax = 0
+    let cutOff = false
+    const deadline = Date.now() + 30_000
+    for (let i = 0; i < 1500 && Date.now() < deadline && !cutOff; i++) {
+      if (flooder.ws.readyState === WebSocket.OPEN) flooder.ws.send(subscribe)
+      await new Promise((r) => setTimeout(r, 50))
+      const s = (await platform.api<LiveStats>('GET', '/api/v1/live/stats')).body
+      bufferedMax = Math.max(bufferedMax, s.bufferedMax)
+      cutOff = s.slowDisconnects > before.slowDisconnects
+    }
+    const s = (await platform.api<LiveStats>('GET', '/api/v1/live/stats')).body
+    // Bounded: at most one frame on top of the limit (a snapshot, plus a few bytes of framing).
+    expect(bufferedMax).toBeLessThanOrEqual(65_536 + snapshotBytes + 1024)
+    expect(s.slowDisconnects).toBe(before.slowDisconnects + 1)
+    expect(s.clients).toBe(0)
+    flooder.ws.resume()
+    // Cut off exactly as a slow display is: the socket is dropped, with no close frame (1006).
+    expect(await closed).toBe(1006)
+  }, 60_000)
+})
+
+describe('live stream heartbeat (real ws clients)', () => {
+  let platform: TestPlatform
+
+  beforeAll(async () => {
+    platform = await startTestPlatform({ env: { LIVE_HEARTBEAT_MS: '1000' } })
+  })
+  afterAll(async () => {
+    await platform?.close()
+  })
+
+  it('closes a client that never answers the ping, whatever pongs it sends unasked', async () => {
+    const url = `${platform.httpUrl.replace('http', 'ws')}/api/v1/live`
+    const answering = await openLive(platform.httpUrl)
+    // Pongs sent blindly, as a client that never reads its socket could, must not count as answers.
+    const blind = new WebSocket(url, { autoPong: false })
+    blind.on('error', () => undefined)
+    await new Promise((r) => blind.once('open', r))
+    const closed = new Promise<void>((r) => blind.once('close', () => r()))
+    const timer = setInterval(() => {
+      if (blind.readyState === WebSocket.OPEN) blind.pong()
+    }, 50)
+    try {
+      await closed
+      const s = (await platform.api<LiveStats>('GET', '/api/v1/live/stats')).body
+      expect(s.deadDisconnects).toBe(1)
+      // The browser-like client echoes each ping's data and stays connected.
+      expect(answering.ws.readyState).toBe(WebSocket.OPEN)
+      expect(s.clients).toBe(1)
+    } finally {
+      clearInterval(timer)
+      answering.close()
+    }
+  }, 15_000)
 })

@@ -1,6 +1,17 @@
 import type { Duplex } from 'node:stream'
+import { MAX_DEVICE_ID_LENGTH, topicFor } from '../firmware-contracts/index.ts'
 
 export type GuardViolation = 'packet_too_large' | 'malformed_length'
+
+/**
+ * Bytes a device's telemetry PUBLISH carries besides its payload within the remaining length that
+ * `maxPacketBytes` caps: the topic's length prefix, the longest telemetry topic and a QoS 1/2 packet id.
+ * Aedes speaks MQTT 3.1 and 3.1.1 only, so there are no properties to allow for. A payload limit above
+ * `maxPacketBytes` minus this would promise `too_large` rejections that the guard turns into closed
+ * connections.
+ */
+export const TELEMETRY_PUBLISH_OVERHEAD_BYTES =
+  2 + Buffer.byteLength(topicFor('x'.repeat(MAX_DEVICE_ID_LENGTH), 'telemetry')) + 2
 
 /**
  * Follows MQTT framing across chunk boundaries (fixed header byte, remaining-length varint, body) without

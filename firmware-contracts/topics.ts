@@ -11,6 +11,8 @@ export const RESERVED_DEVICE_IDS = ['constructor', 'prototype'] as const
  * spelling; 3 to 64 characters, starting and ending with a letter or digit, not one of RESERVED_DEVICE_IDS.
  */
 export const DEVICE_ID_PATTERN = /^(?!(?:constructor|prototype)$)[a-z0-9](?:[a-z0-9-]{1,62})[a-z0-9]$/
+/** The longest device id DEVICE_ID_PATTERN allows; it bounds the topic of every device message. */
+export const MAX_DEVICE_ID_LENGTH = 64
 export const DeviceIdSchema = z
   .string()
   .regex(

@@ -89,7 +89,11 @@ export class Ingest {
     this.deps.spool.appendWith(readings, done)
   }
 
-  /** Records a rejection decided outside validation (e.g. a payload too large for the broker's guard). */
+  /**
+   * Counts, logs and publishes a rejected payload for the commissioning view. A packet over the broker's
+   * MQTT_MAX_PACKET_BYTES never gets here: its connection is closed before the payload is read, which is
+   * why the platform config keeps INGEST_MAX_PAYLOAD_BYTES within it.
+   */
   reject(record: RejectedRecord): void {
     this.deps.metrics.readingsRejected.inc({ reason: record.code })
     this.deps.log.warn(

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { type BrokerConfig, brokerConfigFromEnv } from '../broker/index.ts'
+import { type BrokerConfig, brokerConfigFromEnv, TELEMETRY_PUBLISH_OVERHEAD_BYTES } from '../broker/index.ts'
 import { type DashboardConfig, dashboardConfigFromEnv } from '../dashboard-api/index.ts'
 import { ConfigError, envBool, envInt, parseEnv } from '../firmware-contracts/index.ts'
 import { type IngestConfig, ingestConfigFromEnv } from '../ingest/config.ts'
@@ -33,6 +33,26 @@ export interface PlatformConfig {
 }
 
 /**
+ * Settings of two components that must agree. The broker's guard closes the connection on a packet over
+ * MQTT_MAX_PACKET_BYTES before ingest sees it, so a payload limit that such a packet could exceed would
+ * promise installers a `too_large` rejection they never get: the device just reconnects and resends.
+ */
+function payloadLimitProblems(broker: BrokerConfig, ingest: IngestConfig): ConfigError['problems'] {
+  const fits = broker.maxPacketBytes - TELEMETRY_PUBLISH_OVERHEAD_BYTES
+  if (ingest.maxPayloadBytes <= fits) return []
+  return [
+    {
+      variable: 'INGEST_MAX_PAYLOAD_BYTES',
+      message:
+        `expected at most ${fits}, so that an allowed payload with its topic and packet id ` +
+        `(${TELEMETRY_PUBLISH_OVERHEAD_BYTES} bytes) fits in MQTT_MAX_PACKET_BYTES (${broker.maxPacketBytes}); ` +
+        'lower it or raise MQTT_MAX_PACKET_BYTES',
+      value: String(ingest.maxPayloadBytes),
+    },
+  ]
+}
+
+/**
  * Validates every component's configuration before anything opens a socket, and reports all bad
  * variables of all components at once.
  */
@@ -53,6 +73,7 @@ export function loadPlatformConfig(env: Readonly<Record<string, string | undefin
   const broker = attempt(() => brokerConfigFromEnv(env))
   const ingest = attempt(() => ingestConfigFromEnv(env))
   const dashboard = attempt(() => dashboardConfigFromEnv(env))
+  if (broker && ingest) problems.push(...payloadLimitProblems(broker, ingest))
   if (problems.length > 0 || !platform || !broker || !ingest || !dashboard)
     throw new ConfigError('platform', problems)
   return {

@@ -4,6 +4,7 @@ export const QUERY_ERROR_CODES = {
   not_found: 'No such device',
   query_too_large: 'The answer would exceed QUERY_MAX_POINTS values',
   query_timeout: 'The store did not answer within QUERY_TIMEOUT_MS',
+  store_unavailable: 'The time-series store did not answer; try again',
 } as const
 export type QueryErrorCode = keyof typeof QUERY_ERROR_CODES
 
@@ -13,7 +14,8 @@ export class QueryError extends Error {
     readonly statusCode: number,
     readonly code: QueryErrorCode,
     message: string = QUERY_ERROR_CODES[code],
+    options?: ErrorOptions,
   ) {
-    super(message)
+    super(message, options)
   }
 }

@@ -18,6 +18,7 @@ import {
   QueryTimeoutError,
   type ReadingRow,
   type StoredReading,
+  StoreUnavailableError,
   StoreWriteError,
   type TimeSeriesStore,
 } from './types.ts'
@@ -246,6 +247,15 @@ export function createDuckDbStore(options: DuckDbStoreOptions): TimeSeriesStore 
     return opening
   }
 
+  /** For queries: a store closed or not openable (its file locked by another process, say) is an outage. */
+  function readyToRead(): Promise<Opened> {
+    return ready().catch((error: unknown) => {
+      throw new StoreUnavailableError(`${description}: ${error instanceof Error ? error.message : error}`, {
+        cause: error,
+      })
+    })
+  }
+
   async function writeBatch(writer: DuckDBConnection, readings: readonly StoredReading[]): Promise<void> {
     await writer.run('BEGIN TRANSACTION')
     try {
@@ -305,7 +315,7 @@ export function createDuckDbStore(options: DuckDbStoreOptions): TimeSeriesStore 
     async queryDevice(query: DeviceRangeQuery): Promise<ReadingRow[]> {
       const q = normalizeRangeQuery(query)
       if (q === undefined) return []
-      const db = await ready()
+      const db = await readyToRead()
       const metrics = metricColumns(q.kind)
       const result = await reads.run(() =>
         db.reader.runAndReadAll(SQL[q.kind].select, [
@@ -335,7 +345,7 @@ export function createDuckDbStore(options: DuckDbStoreOptions): TimeSeriesStore 
     },
 
     async analystQuery(query: AnalystQuery, options: AnalystQueryOptions): Promise<AnalystRow[]> {
-      const db = await ready()
+      const db = await readyToRead()
       const { sql, params } = analystSql(query)
       const deadline = Date.now() + options.timeoutMs
       const timeout = () => new QueryTimeoutError(`${description}: no answer within ${options.timeoutMs} ms`)

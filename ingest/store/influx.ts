@@ -24,6 +24,7 @@ import {
   QueryTimeoutError,
   type ReadingRow,
   type StoredReading,
+  StoreUnavailableError,
   StoreWriteError,
   type TimeSeriesStore,
 } from './types.ts'
@@ -358,6 +359,16 @@ export function createInfluxStore(options: InfluxStoreOptions): TimeSeriesStore 
     return error instanceof Error ? networkErrorDetail(error) : String(error)
   }
 
+  /**
+   * A failed query as the API should see it: a 4xx is InfluxDB refusing the statement or our credentials,
+   * which asking again will not mend; anything else (refused or reset connection, a 5xx) is an outage.
+   */
+  function queryFailure(error: unknown): Error {
+    const message = `${description}: query failed: ${describeFailure(error)}`
+    if (error instanceof HttpError && error.statusCode < 500) return new Error(message, { cause: error })
+    return new StoreUnavailableError(message, { cause: error })
+  }
+
   return {
     kind: 'influxdb',
     description,
@@ -412,7 +423,7 @@ export function createInfluxStore(options: InfluxStoreOptions): TimeSeriesStore 
       try {
         return readingRows(q, seriesOf(await influxQL(statement, 'GET', queryDb)))
       } catch (error) {
-        throw new Error(`${description}: query failed: ${describeFailure(error)}`, { cause: error })
+        throw queryFailure(error)
       }
     },
 
@@ -430,7 +441,7 @@ export function createInfluxStore(options: InfluxStoreOptions): TimeSeriesStore 
             cause: error,
           })
         }
-        throw new Error(`${description}: query failed: ${describeFailure(error)}`, { cause: error })
+        throw queryFailure(error)
       }
       return analystRows(query, seriesOf(body))
     },

@@ -86,6 +86,14 @@ export class QueryTimeoutError extends Error {
   override readonly name = 'QueryTimeoutError'
 }
 
+/**
+ * An analyst query failed because the store could not be reached (refused or reset connection, a 5xx,
+ * a store that is closed or cannot be opened), not because of the query: asking again later can succeed.
+ */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError'
+}
+
 export type StoreKind = 'influxdb' | 'duckdb'
 
 /**
@@ -107,7 +115,8 @@ export interface TimeSeriesStore {
   queryDevice(query: DeviceRangeQuery): Promise<ReadingRow[]>
   /**
    * Rows of an analyst query, ordered by group, time (and device): windows without any value are left
-   * out; at most `maxRows + 1` rows. Rejects with QueryTimeoutError after `timeoutMs`.
+   * out; at most `maxRows + 1` rows. Rejects with QueryTimeoutError after `timeoutMs`, with
+   * StoreUnavailableError when the store cannot be reached.
    */
   analystQuery(query: AnalystQuery, options: AnalystQueryOptions): Promise<AnalystRow[]>
   close(): Promise<void>

@@ -7,7 +7,7 @@ import {
   NewDeviceSchema,
   RegistryError,
 } from '../../../ingest/registry.ts'
-import { StoreWriteError } from '../../../ingest/store/types.ts'
+import { StoreUnavailableError } from '../../../ingest/store/types.ts'
 import { HttpError } from '../../errors.ts'
 import { timeParam } from '../../time-range.ts'
 import { actorOf, registryAuth } from './auth.ts'
@@ -152,10 +152,8 @@ export default async function devicesRoutes(app: FastifyInstance) {
       const readings = await store.queryDevice({ kind: device.kind, device: id, from, to, limit: q.limit })
       return { device: id, kind: device.kind, from, to, count: readings.length, readings }
     } catch (err) {
-      if (
-        err instanceof StoreWriteError ||
-        (err instanceof Error && /ECONNREFUSED|fetch failed|timeout/i.test(err.message))
-      ) {
+      if (err instanceof StoreUnavailableError) {
+        req.log.warn({ err: err.cause, deviceId: id }, 'store unavailable')
         throw new HttpError(503, 'store_unavailable')
       }
       throw err

@@ -86,6 +86,10 @@ const errors = {
     description: 'unauthorized',
     content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
   },
+  '503': {
+    description: 'store_unavailable',
+    content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+  },
   '504': {
     description: 'query_timeout',
     content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },

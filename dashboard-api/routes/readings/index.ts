@@ -30,8 +30,11 @@ export default async function readingsRoutes(app: FastifyInstance) {
   const limits = app.config.query ?? QUERY_DEFAULTS
 
   // Query errors carry their own stable codes; anything else goes on to the app's error handler.
-  app.setErrorHandler((err, _req, reply) => {
+  app.setErrorHandler((err, req, reply) => {
     if (err instanceof QueryError) {
+      // The client learns only that the store is down; which store and why is for the operator.
+      if (err.code === 'store_unavailable')
+        req.log.warn({ err: err.cause, url: req.url }, 'store unavailable')
       return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message } })
     }
     throw err

@@ -159,10 +159,15 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     if (packet.qos === 0) {
       // QoS 0 is best effort by definition: no acknowledgement to hold, so accept first and store after.
       cb(null)
-      deps.ingest.telemetry(device, payload, (err, accepted) => {
-        if (err !== undefined) deps.log.error({ err, deviceId: device.id }, 'ingest failed')
-        else deps.metrics.countAccepted(device.kind, accepted)
-      })
+      deps.ingest.telemetry(
+        device,
+        payload,
+        (err, accepted) => {
+          if (err !== undefined) deps.log.error({ err, deviceId: device.id }, 'ingest failed')
+          else deps.metrics.countAccepted(device.kind, accepted)
+        },
+        true,
+      )
       return
     }
     // Acknowledged means durable: Aedes writes the PUBACK only after `cb`, so it waits for the spool.

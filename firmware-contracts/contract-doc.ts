@@ -38,6 +38,7 @@ const REASON_SOURCES: Record<RejectReason, string> = {
   bad_topic: '`parseTopic`',
   unknown_device: 'ingest (registry lookup)',
   store_refused: 'ingest (time-series store)',
+  spool_full: 'ingest (QoS 0 telemetry)',
 }
 
 const CHANNEL_MESSAGES: Record<Channel, string> = {

@@ -13,6 +13,8 @@ export const REJECT_REASONS = {
   bad_topic: 'Topic does not follow the device topic grammar',
   unknown_device: 'The device is not registered',
   store_refused: 'The time-series store refused the reading',
+  spool_full:
+    'The spool is at its disk limit (a long store outage): a QoS 0 reading, which cannot be slowed down, is not kept; QoS 1 readings wait instead',
 } as const
 export type RejectReason = keyof typeof REJECT_REASONS
 

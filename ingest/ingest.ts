@@ -41,19 +41,38 @@ export class Ingest {
   constructor(
     private readonly options: IngestOptions,
     private readonly deps: {
-      spool: { appendWith(readings: readonly StoredReading[], done: IngestDone): void }
+      spool: {
+        appendWith(readings: readonly StoredReading[], done: IngestDone): void
+        /** At its disk limit: appends are held until the store catches up. */
+        readonly full: boolean
+      }
       bus: PlatformBus
       metrics: PlatformMetrics
       log: Logger
     },
   ) {}
 
+  /** Rejections of one reason logged at most this often; each is still counted and kept. */
+  private static readonly QUIET_REJECTION_LOG_MS = 10_000
+  private spoolFullLoggedAt = Number.NEGATIVE_INFINITY
+  private spoolFullUnlogged = 0
+
   /**
    * Takes one telemetry payload; `done` runs once its readings are durable (the broker may acknowledge
    * then). A callback rather than a promise: this runs for every publish, and whatever it allocates lives
    * until the group commit is on disk.
+   *
+   * `bestEffort` (QoS 0): nothing waits for `done`, so a full spool cannot slow the device down by holding
+   * it, and appending anyway would grow the disk past its limit and the held acknowledgements without
+   * bound through a long outage. Such readings are rejected as `spool_full` instead.
    */
-  telemetry(device: Device, payload: Buffer, done: IngestDone, receivedAt = Date.now()): void {
+  telemetry(
+    device: Device,
+    payload: Buffer,
+    done: IngestDone,
+    bestEffort = false,
+    receivedAt = Date.now(),
+  ): void {
     const result = validateTelemetry(device.kind, payload, {
       now: receivedAt,
       maxFutureSkewMs: this.options.maxFutureSkewMs,
@@ -68,6 +87,21 @@ export class Ingest {
         payload: payloadExcerpt(payload),
         payloadBytes: payload.byteLength,
       })
+      done(undefined, 0)
+      return
+    }
+    if (bestEffort && this.deps.spool.full) {
+      this.reject(
+        {
+          deviceId: device.id,
+          code: 'spool_full',
+          message: `${result.readings.length} QoS 0 reading(s) not kept: the spool is at its disk limit`,
+          receivedAt,
+          payload: payloadExcerpt(payload),
+          payloadBytes: payload.byteLength,
+        },
+        receivedAt,
+      )
       done(undefined, 0)
       return
     }
@@ -94,12 +128,24 @@ export class Ingest {
    * MQTT_MAX_PACKET_BYTES never gets here: its connection is closed before the payload is read, which is
    * why the platform config keeps INGEST_MAX_PAYLOAD_BYTES within it.
    */
-  reject(record: RejectedRecord): void {
+  reject(record: RejectedRecord, now = Date.now()): void {
     this.deps.metrics.readingsRejected.inc({ reason: record.code })
-    this.deps.log.warn(
-      { deviceId: record.deviceId, reason: record.code, detail: record.message.slice(0, 300) },
-      'reading rejected',
-    )
+    if (record.code !== 'spool_full') {
+      this.deps.log.warn(
+        { deviceId: record.deviceId, reason: record.code, detail: record.message.slice(0, 300) },
+        'reading rejected',
+      )
+    } else if (now - this.spoolFullLoggedAt >= Ingest.QUIET_REJECTION_LOG_MS) {
+      // Every QoS 0 device rejects this way for as long as the outage lasts: one line per interval.
+      this.deps.log.warn(
+        { deviceId: record.deviceId, reason: record.code, alsoSince: this.spoolFullUnlogged },
+        'QoS 0 readings rejected: the spool is full',
+      )
+      this.spoolFullLoggedAt = now
+      this.spoolFullUnlogged = 0
+    } else {
+      this.spoolFullUnlogged++
+    }
     this.deps.bus.emit('reading.rejected', record)
   }
 }

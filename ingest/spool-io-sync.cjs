@@ -3,7 +3,15 @@
 // loads this file by path and so starts in milliseconds without a TypeScript loader, and inline, where
 // spool-io.ts loads it through createRequire. Plain CommonJS for that reason; its types are in
 // spool-io-sync.d.cts.
-const { closeSync, fdatasyncSync, openSync, readSync, readlinkSync, writeSync } = require('node:fs')
+const {
+  closeSync,
+  fdatasyncSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  readlinkSync,
+  writeSync,
+} = require('node:fs')
 const { parentPort, workerData } = require('node:worker_threads')
 
 /** Above this a commit's buffer is not kept: a rare huge commit (a backlog) should not pin its size. */
@@ -54,7 +62,7 @@ function commitWriter() {
   }
   let closed = false
   return {
-    writeAndSync(fd, text) {
+    writeAndSync(fd, text, dirFd = -1) {
       // The clock readings stay inside the timed span: a wait for a core between a reading and the span's
       // edge would be counted as wait but not as time, and leave the disk with none.
       const started = performance.now()
@@ -63,6 +71,9 @@ function commitWriter() {
       let offset = 0
       while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset)
       fdatasyncSync(fd)
+      // A new file's name is in its directory: without this, POSIX does not promise the entry outlives a
+      // power cut, and the commits acknowledged in it would go with it. Once per segment.
+      if (dirFd >= 0) fsyncSync(dirFd)
       const waitedAfter = clock.waitedNs()
       const seconds = (performance.now() - started) / 1000
       const cpuWaitSeconds = Math.min(seconds, Math.max(0, waitedAfter - waitedBefore) / 1e9)
@@ -88,9 +99,9 @@ function serveSyncThread() {
   } catch {}
   const us = (seconds) => Math.min(2147483647, Math.max(0, Math.round(seconds * 1e6)))
   parentPort.postMessage({ tid: Number.isInteger(tid) && tid > 0 ? tid : null })
-  parentPort.on('message', ({ fd, text }) => {
+  parentPort.on('message', ({ fd, text, dirFd }) => {
     try {
-      const times = writer.writeAndSync(fd, text)
+      const times = writer.writeAndSync(fd, text, dirFd)
       // The times are stored before the count that tells the caller this commit is done.
       Atomics.store(synced, 1, us(times.diskSeconds))
       Atomics.store(synced, 2, us(times.cpuWaitSeconds))

@@ -5,8 +5,11 @@ export interface CommitTimes {
 }
 
 export interface CommitWriter {
-  /** Writes the text's UTF-8 bytes at the file's position and fdatasyncs; throws what the file system threw. */
-  writeAndSync(fd: number, text: string): CommitTimes
+  /**
+   * Writes the text's UTF-8 bytes at the file's position and fdatasyncs, then fsyncs the directory `dirFd`
+   * when it is given (≥ 0); throws what the file system threw.
+   */
+  writeAndSync(fd: number, text: string, dirFd?: number): CommitTimes
   close(): void
 }
 

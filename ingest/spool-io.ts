@@ -24,8 +24,11 @@ export interface SyncTimes {
 
 /** Writes a group commit to a segment file and fdatasyncs it. One call at a time. */
 export interface SpoolIo {
-  /** Resolves with where the write and the fdatasync spent their time, apart from any hand-off between threads. */
-  writeAndSync(fd: number, text: string): Promise<SyncTimes>
+  /**
+   * Resolves with where the write and the fdatasync spent their time, apart from any hand-off between
+   * threads. `dirFd` (≥ 0): a directory to fsync after the file, for the commit that starts a new file.
+   */
+  writeAndSync(fd: number, text: string, dirFd?: number): Promise<SyncTimes>
   /**
    * Settles the commit in progress if it finished, without waiting for the event loop to deliver the
    * news. Cheap enough to call on every append.
@@ -43,9 +46,9 @@ export interface SpoolIo {
 export function inlineSpoolIo(): SpoolIo {
   const writer = sync.commitWriter()
   return {
-    writeAndSync: (fd, text) => {
+    writeAndSync: (fd, text, dirFd) => {
       try {
-        return Promise.resolve(writer.writeAndSync(fd, text))
+        return Promise.resolve(writer.writeAndSync(fd, text, dirFd))
       } catch (err) {
         return Promise.reject(err)
       }
@@ -113,13 +116,13 @@ export function threadSpoolIo(firstCount = 0): SpoolIo {
     fail(new Error('spool io thread exited'))
   })
   return {
-    writeAndSync: (fd, text) => {
+    writeAndSync: (fd, text, dirFd = -1) => {
       if (broken) return Promise.reject(broken)
       if (pending) return Promise.reject(new Error('spool io: one commit at a time'))
       return new Promise((resolve, reject) => {
         pending = { resolve, reject }
         posted = (posted + 1) | 0
-        worker.postMessage({ fd, text })
+        worker.postMessage({ fd, text, dirFd })
       })
     },
     poll,

@@ -233,6 +233,10 @@ export function parseBatch(text: string): SpoolEntry[] {
 export class SpoolLog {
   private readonly segments: Segment[] = []
   private fd = -1
+  /** The spool directory, fsync'd with the first commit of each new segment; -1 where it cannot be opened. */
+  private dirFd = -1
+  /** The open segment was created since the last commit: its directory entry is not durable yet. */
+  private freshSegment = false
   private nextOffset = 0
   /** Highest offset that is fdatasync'd. */
   private durable = -1
@@ -273,6 +277,11 @@ export class SpoolLog {
   static open(options: SpoolLogOptions, opts: { keepEntries?: boolean } = {}): SpoolLog {
     mkdirSync(options.dir, { recursive: true })
     const log = new SpoolLog(options, opts.keepEntries ?? false)
+    try {
+      log.dirFd = openSync(options.dir, 'r')
+    } catch {
+      // Not every platform opens directories (Windows); Linux, where the platform runs, does.
+    }
     log.recover()
     return log
   }
@@ -347,6 +356,14 @@ export class SpoolLog {
     return this.held.length > 0
   }
 
+  /**
+   * Disk use is at the limit: what is appended now is held until the store confirms enough. Best-effort
+   * (QoS 0) readings, which have no acknowledgement to hold, are not appended then (see Ingest).
+   */
+  get full(): boolean {
+    return !this.hasRoom()
+  }
+
   /** Nothing appended is waiting to be written. */
   get settled(): boolean {
     return this.buffered.length === 0 && !this.flushing
@@ -378,6 +395,8 @@ export class SpoolLog {
     settle(held, this.heldCounts.splice(0), new Error('spool closed'))
     if (this.fd >= 0) closeSync(this.fd)
     this.fd = -1
+    if (this.dirFd >= 0) closeSync(this.dirFd)
+    this.dirFd = -1
     await this.io.close()
   }
 
@@ -398,8 +417,10 @@ export class SpoolLog {
       const started = performance.now()
       try {
         const fd = this.segmentFor(bytes, firstOffset)
+        const dirFd = this.freshSegment ? this.dirFd : -1
         // Appends arriving meanwhile are buffered and form the next commit.
-        const times = await this.io.writeAndSync(fd, text)
+        const times = await this.io.writeAndSync(fd, text, dirFd)
+        this.freshSegment = false
         this.segments[this.segments.length - 1]!.bytes += bytes
         this.options.onCommit?.((performance.now() - started) / 1000, lastOffset - firstOffset + 1, times)
       } catch (err) {
@@ -453,7 +474,11 @@ export class SpoolLog {
       return this.fd
     if (this.fd >= 0) closeSync(this.fd)
     const path = join(this.options.dir, segmentName(firstOffset))
-    this.fd = openSync(path, 'a')
+    // Never an existing file ('x'): appending to one (a leftover with a torn line, say) could glue a new
+    // line onto the torn one, and a second entry for one path would let the log delete the open segment.
+    // `recover` clears such leftovers; if one is still there, the spool fails and acknowledges nothing.
+    this.fd = openSync(path, 'ax')
+    this.freshSegment = true
     this.segments.push({ firstOffset, path, bytes: 0 })
     return this.fd
   }
@@ -489,6 +514,11 @@ export class SpoolLog {
           // torn or empty line
         }
       }
+    }
+    // A newest segment with no complete line (the process died after creating it, before or during its
+    // first commit) holds nothing that was acknowledged, and its name is the one the next commit needs.
+    while (this.segments.length > 0 && this.segments[this.segments.length - 1]!.firstOffset > last) {
+      rmSync(this.segments.pop()!.path, { force: true })
     }
     this.durable = last
     this.nextOffset = last + 1
@@ -628,12 +658,20 @@ export class SpoolFeed implements SpoolReader {
       this.memoryHead = 0
     }
     // The checkpoint file is written here, off the broker thread; not fsync'd: a lost checkpoint only
-    // means replaying readings the store already has, which is harmless.
-    const tmp = join(this.options.dir, `${CHECKPOINT}.tmp`)
-    writeFileSync(tmp, JSON.stringify({ offset: this.checkpoint }))
-    renameSync(tmp, join(this.options.dir, CHECKPOINT))
+    // means replaying readings the store already has, which is harmless. For the same reason the log is
+    // told even when the file cannot be written: on a full disk, deleting confirmed segments is what makes
+    // room. The error still goes to the caller (the writer counts and logs it); the next commit tries again.
+    let failed: unknown
+    try {
+      const tmp = join(this.options.dir, `${CHECKPOINT}.tmp`)
+      writeFileSync(tmp, JSON.stringify({ offset: this.checkpoint }))
+      renameSync(tmp, join(this.options.dir, CHECKPOINT))
+    } catch (err) {
+      failed = err
+    }
     this.confirm(this.checkpoint)
     this.checkIdle()
+    if (failed !== undefined) throw failed
   }
 
   /** Resolves once everything made durable so far is confirmed by the store (or the timeout passes). */
@@ -787,6 +825,10 @@ export class Spool implements SpoolReader {
 
   get backPressured(): boolean {
     return this.log.backPressured
+  }
+
+  get full(): boolean {
+    return this.log.full
   }
 
   read(max: number, afterOffset: number): Promise<SpoolEntry[]> {

@@ -50,6 +50,7 @@ describe('what the broker keeps of a read', () => {
     const spool = {
       appendWith: (readings: readonly unknown[], done: (err: undefined, n: number) => void) =>
         done(undefined, readings.length),
+      full: false,
     }
     const ingest = new Ingest(
       { maxFutureSkewMs: 300_000, maxPayloadBytes: 65_536 },

@@ -101,6 +101,60 @@ describe('spool', () => {
     await reopened.close()
   })
 
+  // A crash after the log created a segment file and before (or during) its first commit leaves a newest
+  // segment with no complete line, named for the offset the next commit starts at. Appending to that file
+  // glued the first new line onto a torn one, and a second entry for the same path let the log delete the
+  // segment it was writing to once the store confirmed the one before: acknowledged readings lost.
+  it.each([
+    ['empty', ''],
+    ['holding only a torn line', '{"o":3,"r":{"kind":"river-le'],
+  ])(
+    'keeps what it acknowledges after a restart that finds the newest segment %s',
+    async (_what, leftover) => {
+      const dir = tempDir()
+      const first = Spool.open(options(dir))
+      for (let i = 0; i < 3; i++) await first.append([reading(i)])
+      await first.close()
+      appendFileSync(join(dir, 'seg-0000000000000003.log'), leftover)
+
+      const second = Spool.open(options(dir))
+      await second.append([reading(3)])
+      await second.append([reading(4)])
+      // The store confirms the readings before the crash: the segment holding them may go, no other.
+      second.commit(2)
+      await second.close()
+
+      const third = Spool.open(options(dir))
+      expect((await drain(third, 10)).map((r) => r.seq)).toEqual([3, 4])
+      await third.close()
+    },
+  )
+
+  it('refuses to append to a segment file that is already there, rather than mix lines into it', async () => {
+    const dir = tempDir()
+    const spool = Spool.open(options(dir))
+    // Appeared after the log looked (never expected): the commit fails and nothing is acknowledged.
+    appendFileSync(join(dir, 'seg-0000000000000000.log'), 'not ours\n')
+    await expect(spool.append([reading(1)])).rejects.toThrow(/EEXIST/)
+    await expect(spool.append([reading(2)])).rejects.toThrow()
+    await spool.close()
+  })
+
+  it('frees disk when the checkpoint file cannot be written, and says so', async () => {
+    const dir = tempDir()
+    const spool = Spool.open(options(dir))
+    for (let i = 0; i < 40; i++) await spool.append([reading(i)])
+    const segments = () => readdirSync(dir).filter((f) => f.startsWith('seg-')).length
+    expect(segments()).toBeGreaterThan(2)
+    // The checkpoint is written through a temporary file; a directory in its place makes that fail, as a
+    // full disk would.
+    mkdirSync(join(dir, 'checkpoint.json.tmp'))
+    expect(() => spool.commit(39)).toThrow(/EISDIR/)
+    expect(segments()).toBe(1)
+    expect(spool.pendingCount).toBe(0)
+    await spool.close()
+  })
+
   it('keeps memory bounded during a long store outage and reads the backlog back from disk, in order', async () => {
     const spool = Spool.open({ ...options(tempDir()), maxMemoryReadings: 10 })
     for (let i = 0; i < 100; i++) await spool.append([reading(i)])
@@ -369,6 +423,26 @@ describe('spool', () => {
     await log.close()
     expect(settledWhileBusy).toBe(true)
     expect(log.durableOffset).toBe(seq - 1)
+  })
+
+  it.each([
+    ['on its own thread', () => threadSpoolIo()],
+    ['inline', () => inlineSpoolIo()],
+  ])("fsyncs the directory it is given after the file's commit (%s)", async (_where, make) => {
+    const dir = tempDir()
+    const fd = openSync(join(dir, 'new.log'), 'a')
+    const dirFd = openSync(dir, 'r')
+    const io = make()
+    try {
+      await io.writeAndSync(fd, 'first\n', dirFd)
+      // An fd that is not open makes the directory's fsync fail: proof that it ran, after the write.
+      closeSync(dirFd)
+      await expect(io.writeAndSync(fd, 'second\n', dirFd)).rejects.toThrow(/EBADF/)
+      expect(readFileSync(join(dir, 'new.log'), 'utf8')).toBe('first\nsecond\n')
+    } finally {
+      await io.close()
+      closeSync(fd)
+    }
   })
 
   it('keeps settling commits when the count of synced commits wraps past 2^31', async () => {

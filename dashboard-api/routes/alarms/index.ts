@@ -62,9 +62,9 @@ function actionError(err: unknown): never {
 export default async function alarmsRoutes(app: FastifyInstance, opts: { engine: AlarmEngine }) {
   const { engine } = opts
   const auth = registryAuth(app)
-  app.addHook('onRequest', async (req) => {
-    if (req.url.startsWith('/api/v1/alarms')) await auth(req)
-  })
+  // Every route here needs a token. Not decided by `req.url`: the router decodes the path before matching,
+  // so `/api/v1/%61larms` reached these routes past a check on the raw URL's prefix.
+  app.addHook('onRequest', auth)
 
   app.get('/api/v1/alarms', async (req) => {
     const q = parse(ListQuerySchema, req.query)

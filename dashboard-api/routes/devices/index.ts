@@ -42,9 +42,9 @@ export default async function devicesRoutes(app: FastifyInstance) {
   app.addHook('onClose', async () => commissioning.close())
   const auth = registryAuth(app)
 
-  app.addHook('onRequest', async (req) => {
-    if (req.url.startsWith('/api/v1/devices')) await auth(req)
-  })
+  // Every route here needs a token. Not decided by `req.url`: the router decodes the path before matching,
+  // so `/api/v1/%64evices` reached these routes past a check on the raw URL's prefix.
+  app.addHook('onRequest', auth)
 
   app.get('/api/v1/devices', async (req) => {
     const filter = parse(DeviceFilterSchema, req.query)

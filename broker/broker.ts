@@ -98,6 +98,20 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     // Device ids run to 64 characters (the MQTT 3.1.1 minimum of 23 would refuse valid devices).
     maxClientsIdLength: 64,
   })
+  // Aedes stores a persistent session's subscriptions as the whole SUBSCRIBE packet asked for them, refused
+  // filters included (handlers/subscribe.js, storeSubscriptions): a device with clean=false that asked for
+  // [its config, '#'] got SUBACK [1, 0x80] and yet every later QoS 1 message queued for it, other devices'
+  // config and commands included, delivered when it reconnected (restored subscriptions are not
+  // authorised again). Only what the subscription rule allows is stored.
+  const persistence = (aedes as unknown as { persistence: unknown }).persistence as {
+    addSubscriptions(client: Client, subs: Array<{ topic: string }>): Promise<void>
+  }
+  const addSubscriptions = persistence.addSubscriptions.bind(persistence)
+  persistence.addSubscriptions = (client, subs) =>
+    addSubscriptions(
+      client,
+      subs.filter((sub) => hooks.maySubscribe(client, sub.topic)),
+    )
 
   // Aedes routes every accepted publish: a packet copy, the offline-session lookup and enqueue (two promise
   // hops for QoS 1), the subscription trie and the `published` hook. For telemetry nobody subscribed to that

@@ -219,15 +219,17 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
   // routed through Aedes (online and offline sessions alike), as a plain broker would.
   let upChannelSubscribed = false
 
-  const authorizeSubscribe: NonNullable<AedesOptions['authorizeSubscribe']> = (client, sub, cb) => {
+  /** The one subscription rule: a device its own config and cmd, an internal client the up channels. */
+  function maySubscribe(client: Client, topic: string): boolean {
     const identity = identities.get(client)
-    const internalUp = identity?.kind === 'internal' && internalMaySubscribe(sub.topic)
-    const allowed =
-      identity?.kind === 'device'
-        ? sub.topic === topicFor(identity.device.id, 'config') ||
-          sub.topic === topicFor(identity.device.id, 'cmd')
-        : internalUp
-    if (internalUp) upChannelSubscribed = true
+    if (identity?.kind === 'device')
+      return topic === topicFor(identity.device.id, 'config') || topic === topicFor(identity.device.id, 'cmd')
+    return identity?.kind === 'internal' && internalMaySubscribe(topic)
+  }
+
+  const authorizeSubscribe: NonNullable<AedesOptions['authorizeSubscribe']> = (client, sub, cb) => {
+    const allowed = maySubscribe(client, sub.topic)
+    if (allowed && identities.get(client)?.kind === 'internal') upChannelSubscribed = true
     if (!allowed) {
       deps.metrics.mqttPublishesRefused.inc({ reason: 'subscribe_refused' })
       // A refusal (SUBACK 0x80), not an error: the device stays connected and learns what it may not do.
@@ -240,6 +242,7 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     authenticate,
     authorizePublish,
     authorizeSubscribe,
+    maySubscribe,
     /**
      * A device's telemetry publish that no subscriber can want: nothing but internal clients may subscribe
      * to up channels, and none has. Its reading is in the spool already (authorizePublish).

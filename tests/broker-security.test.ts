@@ -170,6 +170,51 @@ describe('broker security', () => {
     watcher.end(true)
   })
 
+  // Aedes stores a persistent session's subscriptions as the SUBSCRIBE packet asked for them, refused
+  // filters included, and restores them on reconnect without asking the hook again.
+  it("delivers nothing of device B to device A's persistent session that asked for `#` beside its own config", async () => {
+    const a = 'dps-river-130'
+    const b = 'dps-river-131'
+    const secretA = await registerDevice(platform, { ...RIVER_DEVICE, id: a })
+    await registerDevice(platform, { ...RIVER_DEVICE, id: b })
+    const persistent = { clean: false }
+    const first = await connectDevice(platform.mqttUrl, a, secretA, persistent)
+    // One SUBSCRIBE with both filters; mqtt.js reports a partial refusal as an error that carries the SUBACK.
+    const granted = await new Promise<number[] | undefined>((resolve) =>
+      first.subscribe({ [`devices/${a}/config`]: { qos: 1 }, '#': { qos: 1 } }, (err, g) =>
+        resolve((err as { packet?: { granted?: number[] } })?.packet?.granted ?? g?.map((x) => x.qos)),
+      ),
+    )
+    expect(granted).toEqual([1, 128])
+    await first.endAsync()
+
+    const ops = await new Promise<MqttClient>((resolve, reject) => {
+      const c = mqtt.connect(platform.mqttUrl, {
+        clientId: `${INTERNAL.name}-ops`,
+        username: INTERNAL.name,
+        password: INTERNAL.secret,
+        reconnectPeriod: 0,
+      })
+      c.once('connect', () => resolve(c))
+      c.once('error', reject)
+    })
+    await ops.publishAsync(`devices/${b}/cmd`, JSON.stringify({ v: 1, id: 'c-1', name: 'reboot' }), {
+      qos: 1,
+    })
+    await ops.publishAsync(`devices/${b}/config`, JSON.stringify({ v: 1, interval: 60 }), { qos: 1 })
+    await ops.publishAsync(`devices/${a}/config`, JSON.stringify({ v: 1, interval: 120 }), { qos: 1 })
+
+    const received: string[] = []
+    const again = await connectDevice(platform.mqttUrl, a, secretA, persistent)
+    again.on('message', (topic) => received.push(topic))
+    await eventually(async () => (received.includes(`devices/${a}/config`) ? true : undefined))
+    // Whatever else was queued would arrive with it; give it a moment all the same.
+    await new Promise((r) => setTimeout(r, 300))
+    expect(received.filter((t) => !t.startsWith(`devices/${a}/`))).toEqual([])
+    again.end(true)
+    ops.end(true)
+  })
+
   it('refuses internal clients with a wrong secret', async () => {
     const err = await new Promise<{ code?: number }>((resolve) => {
       const c = mqtt.connect(platform.mqttUrl, {

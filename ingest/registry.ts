@@ -85,6 +85,8 @@ interface StatusRequest {
   readonly id: string
   readonly status: DeviceStatus
   readonly actor: string
+  /** Why, in the operator's words (revoke, decommission): kept in the audit entry. */
+  readonly reason: string | undefined
   resolve(device: Device): void
   reject(err: unknown): void
 }
@@ -293,22 +295,24 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
       }
       const secret = randomBytes(SECRET_BYTES).toString('base64url')
       const secretHash = this.hash(secret)
-      await this.db.run(
-        `INSERT INTO devices (id, kind, name, regency, district, latitude, longitude, reporting_interval_ms,
+      await this.transaction(async () => {
+        await this.db.run(
+          `INSERT INTO devices (id, kind, name, regency, district, latitude, longitude, reporting_interval_ms,
           thresholds, notes, status, secret_hash, created_at, updated_at, created_by, updated_by, calibration_offset)
           VALUES ($id, $kind, $name, $regency, $district, $lat, $lon, $interval, $thresholds,
           $notes, $status, $hash, $now, $now, $actor, $actor, $calibration)`,
-        {
-          id: device.id,
-          kind: device.kind,
-          ...describedBy(device),
-          status: device.status,
-          hash: secretHash.toString('base64'),
-          now,
-          actor,
-        },
-      )
-      await this.audit(actor, 'register', device.id, { kind: device.kind })
+          {
+            id: device.id,
+            kind: device.kind,
+            ...describedBy(device),
+            status: device.status,
+            hash: secretHash.toString('base64'),
+            now,
+            actor,
+          },
+        )
+        await this.audit(actor, 'register', device.id, { kind: device.kind })
+      })
       this.cache.set(device.id, { device, secretHash })
       this.emit('changed', { device, action: 'register' })
       return { device, secret }
@@ -326,16 +330,18 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
       const secret = randomBytes(SECRET_BYTES).toString('base64url')
       const secretHash = this.hash(secret)
       const now = Date.now()
-      await this.db.run(
-        'UPDATE devices SET secret_hash = $hash, updated_at = $now, updated_by = $actor WHERE id = $id',
-        {
-          hash: secretHash.toString('base64'),
-          now,
-          actor,
-          id,
-        },
-      )
-      await this.audit(actor, 'rotate-secret', id, {})
+      await this.transaction(async () => {
+        await this.db.run(
+          'UPDATE devices SET secret_hash = $hash, updated_at = $now, updated_by = $actor WHERE id = $id',
+          {
+            hash: secretHash.toString('base64'),
+            now,
+            actor,
+            id,
+          },
+        )
+        await this.audit(actor, 'rotate-secret', id, {})
+      })
       const device = { ...entry.device, updatedAt: now, updatedBy: actor }
       this.cache.set(id, { device, secretHash })
       // Listeners end sessions opened with the old secret.
@@ -350,9 +356,9 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
    * or this platform's benchmark) activates thousands of devices at once, and two autocommits with an fsync
    * each per device cost several ms of CPU apiece. Each request still gets its own answer and error.
    */
-  setStatus(id: string, status: DeviceStatus, actor: string): Promise<Device> {
+  setStatus(id: string, status: DeviceStatus, actor: string, reason?: string): Promise<Device> {
     return new Promise((resolve, reject) => {
-      this.statusQueue.push({ id, status, actor, resolve, reject })
+      this.statusQueue.push({ id, status, actor, reason, resolve, reject })
       if (this.statusQueue.length === 1) void this.serial(() => this.flushStatus())
     })
   }
@@ -362,10 +368,11 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
     const now = Date.now()
     /** Each device's state as the requests so far leave it (a device may be asked twice). */
     const next = new Map<string, Device>()
-    const changes: Array<{ device: Device; from: DeviceStatus; actor: string }> = []
+    const changes: Array<{ device: Device; from: DeviceStatus; actor: string; reason: string | undefined }> =
+      []
     const answers: Array<{ request: StatusRequest; device: Device }> = []
     for (const request of batch) {
-      const { id, status, actor } = request
+      const { id, status, actor, reason } = request
       const current = next.get(id) ?? this.cache.get(id)?.device
       if (current === undefined) {
         request.reject(new RegistryError('device_not_found', `device ${id} is not registered`))
@@ -386,7 +393,7 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
       }
       const device = { ...current, status, updatedAt: now, updatedBy: actor }
       next.set(id, device)
-      changes.push({ device, from: current.status, actor })
+      changes.push({ device, from: current.status, actor, reason })
       answers.push({ request, device })
     }
     if (changes.length > 0) {
@@ -408,12 +415,12 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
         await this.db.run(`UPDATE devices SET status = s.status, updated_at = s.updated_at, updated_by = s.updated_by
           FROM temp.device_status s WHERE devices.id = s.id`)
         await this.db.run('DELETE FROM temp.device_status')
-        await appendRows(this.db, 'audit_log', changes, (a, { device, from, actor }) => {
+        await appendRows(this.db, 'audit_log', changes, (a, { device, from, actor, reason }) => {
           a.appendBigInt(BigInt(now))
           a.appendVarchar(actor)
           a.appendVarchar(`status:${device.status}`)
           a.appendVarchar(device.id)
-          a.appendVarchar(JSON.stringify({ from }))
+          a.appendVarchar(JSON.stringify(reason === undefined ? { from } : { from, reason }))
         })
         await this.db.run('COMMIT')
       } catch (err) {
@@ -460,18 +467,20 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
       if (Object.keys(changes).length === 0) return before
       const now = Date.now()
       const device: Device = { ...next, updatedAt: now, updatedBy: actor }
-      await this.db.run(
-        `UPDATE devices SET name = $name, regency = $regency, district = $district, latitude = $lat,
+      await this.transaction(async () => {
+        await this.db.run(
+          `UPDATE devices SET name = $name, regency = $regency, district = $district, latitude = $lat,
           longitude = $lon, reporting_interval_ms = $interval, thresholds = $thresholds, notes = $notes,
           calibration_offset = $calibration, updated_at = $now, updated_by = $actor WHERE id = $id`,
-        {
-          id,
-          ...describedBy(device),
-          now,
-          actor,
-        },
-      )
-      await this.audit(actor, 'update', id, changes)
+          {
+            id,
+            ...describedBy(device),
+            now,
+            actor,
+          },
+        )
+        await this.audit(actor, 'update', id, changes)
+      })
       this.cache.set(id, { device, secretHash: entry.secretHash })
       this.emit('changed', { device, action: 'update' })
       return device
@@ -491,14 +500,16 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
         throw new RegistryError('installer_exists', `installer ${parsed} already has a token`)
       const token = `inst_${randomBytes(24).toString('base64url')}`
       const tokenHash = this.hash(token).toString('base64')
-      await this.db.run('DELETE FROM installer_tokens WHERE name = $name', { name: parsed })
-      await this.db.run('INSERT INTO installer_tokens VALUES ($name, $hash, $now, $actor, NULL)', {
-        name: parsed,
-        hash: tokenHash,
-        now: Date.now(),
-        actor,
+      await this.transaction(async () => {
+        await this.db.run('DELETE FROM installer_tokens WHERE name = $name', { name: parsed })
+        await this.db.run('INSERT INTO installer_tokens VALUES ($name, $hash, $now, $actor, NULL)', {
+          name: parsed,
+          hash: tokenHash,
+          now: Date.now(),
+          actor,
+        })
+        await this.audit(actor, 'installer:create', null, { installer: parsed })
       })
-      await this.audit(actor, 'installer:create', null, { installer: parsed })
       this.installerTokens.set(tokenHash, parsed)
       return { name: parsed, token }
     })
@@ -509,11 +520,13 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
       const hash = [...this.installerTokens].find(([, n]) => n === name)?.[0]
       if (hash === undefined)
         throw new RegistryError('installer_not_found', `installer ${name} has no active token`)
-      await this.db.run('UPDATE installer_tokens SET revoked_at = $now WHERE name = $name', {
-        now: Date.now(),
-        name,
+      await this.transaction(async () => {
+        await this.db.run('UPDATE installer_tokens SET revoked_at = $now WHERE name = $name', {
+          now: Date.now(),
+          name,
+        })
+        await this.audit(actor, 'installer:revoke', null, { installer: name })
       })
-      await this.audit(actor, 'installer:revoke', null, { installer: name })
       this.installerTokens.delete(hash)
     })
   }
@@ -559,6 +572,22 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
 
   private hash(secret: Uint8Array | string): Buffer {
     return hashSecret(this.key, secret)
+  }
+
+  /**
+   * A change and its audit entry commit together or not at all. Apart, an audit insert that failed (a full
+   * disk) left a rotated secret on disk while the cache, and so the broker, still took the old one, and a
+   * registered row that every retry then refused as a duplicate key. The cache changes only after this.
+   */
+  private async transaction(fn: () => Promise<void>): Promise<void> {
+    await this.db.run('BEGIN TRANSACTION')
+    try {
+      await fn()
+      await this.db.run('COMMIT')
+    } catch (err) {
+      await this.db.run('ROLLBACK').catch(() => undefined)
+      throw err
+    }
   }
 
   private audit(actor: string, action: string, deviceId: string | null, detail: unknown) {

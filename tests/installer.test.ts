@@ -58,9 +58,8 @@ describe('installer workflow', () => {
     expect(list.body.devices.map((d: { id: string }) => d.id)).toEqual([id])
     expect((await call(installerToken, 'GET', '/api/v1/devices?kind=teapot')).status).toBe(400)
 
-    expect((await call(installerToken, 'POST', `/api/v1/devices/${id}/revoke`)).body.device.status).toBe(
-      'revoked',
-    )
+    const revoked = await call(installerToken, 'POST', `/api/v1/devices/${id}/revoke`, { reason: 'stolen' })
+    expect(revoked.body.device.status).toBe('revoked')
     const rotate = await call(installerToken, 'POST', `/api/v1/devices/${id}/rotate`)
     expect(rotate).toMatchObject({ status: 409, body: { error: { code: 'conflict' } } })
     expect(
@@ -72,6 +71,8 @@ describe('installer workflow', () => {
     expect(
       audit.body.entries.map((e: { actor: string; action: string }) => `${e.actor} ${e.action}`),
     ).toEqual(['wayan status:decommissioned', 'wayan status:revoked', 'wayan update', 'wayan register'])
+    // The reason given is kept with the change.
+    expect(audit.body.entries[1].detail).toEqual({ from: 'provisioned', reason: 'stolen' })
 
     // A revoked installer token stops working at once.
     await platform.api('POST', '/api/v1/installers', { name: 'ketut' }).then(async (r) => {

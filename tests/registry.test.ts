@@ -34,6 +34,28 @@ describe('device registry', () => {
     expect(bytes.includes(Buffer.from(secret))).toBe(false)
   })
 
+  // A change and its audit entry commit together: apart, a failed audit insert left a rotated secret on
+  // disk while the cache (and so the broker) still took the old one, and a registered row that every retry
+  // refused as a duplicate.
+  it('changes nothing, on disk or in memory, when the audit entry cannot be written', async () => {
+    const { dir, registry } = await open()
+    const { secret } = await registry.register({ ...RIVER_DEVICE }, 'alice')
+    const db = (registry as unknown as { db: { run(sql: string): Promise<unknown> } }).db
+    await db.run('ALTER TABLE audit_log RENAME TO audit_log_away')
+    await expect(registry.rotateSecret(RIVER_DEVICE.id, 'alice')).rejects.toThrow()
+    await expect(registry.register({ ...RIVER_DEVICE, id: 'dps-river-903' }, 'alice')).rejects.toThrow()
+    await expect(registry.update(RIVER_DEVICE.id, { name: 'renamed' }, 'alice')).rejects.toThrow()
+    expect(registry.verify(RIVER_DEVICE.id, secret)?.name).toBe(RIVER_DEVICE.name)
+    await db.run('ALTER TABLE audit_log_away RENAME TO audit_log')
+    // The device that failed to register can be registered now, not refused as a duplicate.
+    await registry.register({ ...RIVER_DEVICE, id: 'dps-river-903' }, 'alice')
+    await registry.close()
+
+    const { registry: reopened } = await open(dir)
+    expect(reopened.verify(RIVER_DEVICE.id, secret)?.name).toBe(RIVER_DEVICE.name)
+    await reopened.close()
+  })
+
   it('rotates, updates, filters, enforces status transitions and audits every change', async () => {
     const { dir, registry } = await open()
     const { secret } = await registry.register({ ...RIVER_DEVICE }, 'alice')

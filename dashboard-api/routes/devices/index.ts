@@ -85,14 +85,14 @@ export default async function devicesRoutes(app: FastifyInstance) {
 
   app.post('/api/v1/devices/:id/revoke', async (req) => {
     const { id } = parse(ParamsSchema, req.params)
-    parse(ReasonBodySchema, req.body)
-    return { device: await registry.setStatus(id, 'revoked', actorOf(req)).catch(registryError) }
+    const reason = parse(ReasonBodySchema, req.body)?.reason
+    return { device: await registry.setStatus(id, 'revoked', actorOf(req), reason).catch(registryError) }
   })
 
   app.post('/api/v1/devices/:id/decommission', async (req) => {
     const { id } = parse(ParamsSchema, req.params)
-    parse(ReasonBodySchema, req.body)
-    const device = await registry.setStatus(id, 'decommissioned', actorOf(req)).catch(registryError)
+    const reason = parse(ReasonBodySchema, req.body)?.reason
+    const device = await registry.setStatus(id, 'decommissioned', actorOf(req), reason).catch(registryError)
     commissioning.forget(id)
     return { device }
   })

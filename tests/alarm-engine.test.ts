@@ -113,6 +113,42 @@ describe('alarm engine and its store', () => {
     rmSync(dir, { recursive: true, force: true })
   })
 
+  it('filters by kind in the query, before its limit', async () => {
+    // A newer alarm of another kind: a filter applied after LIMIT 1 would find no river alarm at all.
+    const newer = Date.now() + 1000
+    const [raised] = await store.list({ deviceId: DEVICE, limit: 1 })
+    const air: AlarmRecord = {
+      ...raised!,
+      id: `alm-${newer.toString(36)}-4567cdef`,
+      deviceId: 'dps-air-001',
+      type: 'ispu',
+      kind: 'air-quality',
+      raisedAt: newer,
+      updatedAt: newer,
+    }
+    await store.saveMany([
+      {
+        alarm: air,
+        transition: {
+          alarmId: air.id,
+          seq: 1,
+          at: newer,
+          actor: 'system',
+          action: 'raised',
+          fromState: null,
+          toState: 'raised',
+          comment: null,
+          detail: null,
+        },
+        deliveries: [],
+        insert: true,
+      },
+    ])
+    expect((await store.list({ limit: 1 })).map((a) => a.id)).toEqual([air.id])
+    expect((await store.list({ kind: 'river-level', limit: 1 })).map((a) => a.id)).toEqual([alarmId])
+    expect((await store.list({ kind: 'rain-gauge', limit: 10 })).map((a) => a.id)).toEqual([])
+  })
+
   it('shows a new state only once its transition is stored', async () => {
     let release = () => {}
     gate.hold = new Promise<void>((r) => {

@@ -81,6 +81,7 @@ export interface AlarmFilter {
   readonly state?: readonly AlarmState[]
   readonly type?: AlarmType
   readonly priority?: AlarmPriority
+  readonly kind?: DeviceKind
   readonly deviceId?: string
   readonly regency?: string
   readonly district?: string
@@ -348,6 +349,7 @@ export class AlarmStore {
     }
     eq('type', 'type', f.type)
     eq('priority', 'priority', f.priority)
+    eq('kind', 'kind', f.kind)
     eq('device_id', 'device', f.deviceId)
     eq('lower(regency)', 'regency', f.regency?.toLowerCase())
     eq('lower(district)', 'district', f.district?.toLowerCase())

@@ -16,6 +16,7 @@ import type { DashboardConfig } from './config.ts'
 import { HttpError, tokenMatches } from './errors.ts'
 import type { LiveState } from './live-state.ts'
 import { LiveHub } from './live-stream.ts'
+import { redactUrl, serializeRequest } from './request-log.ts'
 import alarmsRoutes from './routes/alarms/index.ts'
 import devicesRoutes from './routes/devices/index.ts'
 import docsRoutes from './routes/docs/index.ts'
@@ -57,7 +58,7 @@ declare module 'fastify' {
 /** The whole dashboard API as one Fastify instance, not yet listening (tests use `inject()`). */
 export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: deps.log as FastifyBaseLogger,
+    loggerInstance: deps.log.child({}, { serializers: { req: serializeRequest } }) as FastifyBaseLogger,
     bodyLimit: 64 * 1024,
     // Query strings are parsed flat: no nested objects from `a[b]=c` tricks.
     routerOptions: { maxParamLength: 200 },
@@ -90,7 +91,7 @@ export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Pr
       return reply.code(status).send({ error: { code, message: err.message } })
     }
     // Details of a 5xx stay in the log; the client learns only that it was our fault.
-    req.log.error({ err, url: req.url }, 'request failed')
+    req.log.error({ err, url: redactUrl(req.url) }, 'request failed')
     return reply.code(500).send({ error: { code: 'internal', message: 'internal error' } })
   })
   app.setNotFoundHandler((req, reply) => {

@@ -1,6 +1,19 @@
 import { z } from 'zod'
 
 /**
+ * Variables whose value must not reach a terminal or a log (keys, tokens, secrets, passwords): a config
+ * error names the variable and says what is wrong, and a typo in a key would otherwise print the key.
+ */
+const SECRET_VARIABLE = /KEY|TOKEN|SECRET|PASSWORD|CREDENTIALS/
+
+function shownValue(variable: string, value: string): string {
+  // A path to a key file is not the key: it is shown.
+  if (SECRET_VARIABLE.test(variable) && !variable.endsWith('_FILE'))
+    return `value hidden, ${value.length} characters`
+  return `got ${JSON.stringify(value.slice(0, 80))}`
+}
+
+/**
  * Building blocks for each component's configuration schema over environment variables: the contract
  * between the platform and the operators who deploy it. Values arrive as strings; each helper says in
  * its message what it expects, so a bad value names the variable and the fix.
@@ -56,7 +69,7 @@ export class ConfigError extends Error {
       `invalid ${component} configuration:\n${problems
         .map(
           (p) =>
-            `  ${p.variable}: ${p.message}${p.value === undefined ? '' : ` (got ${JSON.stringify(p.value.slice(0, 80))})`}`,
+            `  ${p.variable}: ${p.message}${p.value === undefined ? '' : ` (${shownValue(p.variable, p.value)})`}`,
         )
         .join('\n')}`,
     )

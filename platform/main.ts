@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { ConfigError } from '../firmware-contracts/index.ts'
@@ -39,8 +40,9 @@ process.stdout.write(
     'Kota sensor platform is running',
     `  Store:         ${store}`,
     `  MQTT:          ${platform.mqttUrl}`,
-    `  Wall display:  ${platform.wallUrl}`,
-    `  REST API:      ${platform.httpUrl}/api/v1  (Authorization: Bearer ${platform.apiToken})`,
+    // Tokens stay out of this banner, which service managers keep in their journals: it says where they are.
+    `  Wall display:  ${config.dashboard.displayToken === undefined ? platform.wallUrl : `${platform.httpUrl}/?token=<DISPLAY_TOKEN>`}`,
+    `  REST API:      ${platform.httpUrl}/api/v1  (Authorization: Bearer ${config.dashboard.apiToken === undefined ? `$(cat ${join(config.ingest.dataDir, 'api-token')})` : '$API_TOKEN'})`,
     `  Health:        ${platform.httpUrl}/api/v1/health   Metrics: ${platform.httpUrl}/metrics`,
     `  Simulator:     ${platform.fleet ? `${platform.fleet.deviceIds.length} simulated devices (SIM_ENABLED=false to switch off)` : 'off'}`,
     '  Ctrl-C stops it gracefully.',

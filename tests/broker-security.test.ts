@@ -204,8 +204,15 @@ describe('broker security', () => {
     await ops.publishAsync(`devices/${b}/config`, JSON.stringify({ v: 1, interval: 60 }), { qos: 1 })
     await ops.publishAsync(`devices/${a}/config`, JSON.stringify({ v: 1, interval: 120 }), { qos: 1 })
 
+    // Listening before the CONNACK: the queued messages may come in the same read.
     const received: string[] = []
-    const again = await connectDevice(platform.mqttUrl, a, secretA, persistent)
+    const again = mqtt.connect(platform.mqttUrl, {
+      clientId: a,
+      username: a,
+      password: secretA,
+      reconnectPeriod: 0,
+      ...persistent,
+    })
     again.on('message', (topic) => received.push(topic))
     await eventually(async () => (received.includes(`devices/${a}/config`) ? true : undefined))
     // Whatever else was queued would arrive with it; give it a moment all the same.

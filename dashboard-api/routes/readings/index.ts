@@ -14,6 +14,7 @@ import {
   shapeResult,
   TIME_ZONES,
 } from '../../../ingest/query/index.ts'
+import { redactUrl } from '../../request-log.ts'
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const r = schema.safeParse(value ?? {})
@@ -34,7 +35,7 @@ export default async function readingsRoutes(app: FastifyInstance) {
     if (err instanceof QueryError) {
       // The client learns only that the store is down; which store and why is for the operator.
       if (err.code === 'store_unavailable')
-        req.log.warn({ err: err.cause, url: req.url }, 'store unavailable')
+        req.log.warn({ err: err.cause, url: redactUrl(req.url) }, 'store unavailable')
       return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message } })
     }
     throw err

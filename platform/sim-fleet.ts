@@ -2,6 +2,9 @@ import type { Logger } from 'pino'
 import { defineFleet, startSimulator } from '../device-sim/index.ts'
 import type { DeviceRegistry } from '../ingest/registry.ts'
 
+/** The actor the simulated fleet registers its devices as; only devices it registered are its own. */
+const SIMULATOR = 'simulator'
+
 export interface SimulatedFleet {
   readonly deviceIds: readonly string[]
   stop(): Promise<void>
@@ -27,10 +30,19 @@ export async function startSimulatedFleet(options: {
   const devices = []
   for (const spec of specs) {
     const existing = options.registry.get(spec.id)
+    // An id an installer registered is a real device, whatever it is called: rotating its secret would lock
+    // it out and let the simulator publish under its name.
+    if (existing !== undefined && existing.createdBy !== SIMULATOR) {
+      options.log.warn(
+        { deviceId: spec.id, createdBy: existing.createdBy },
+        'simulated device id taken by a real device; skipped',
+      )
+      continue
+    }
     if (existing !== undefined && existing.status !== 'provisioned' && existing.status !== 'active') continue
     const { secret } = existing
-      ? await options.registry.rotateSecret(spec.id, 'simulator')
-      : await options.registry.register(spec, 'simulator')
+      ? await options.registry.rotateSecret(spec.id, SIMULATOR)
+      : await options.registry.register(spec, SIMULATOR)
     devices.push({ ...spec, secret })
   }
   const sim = await startSimulator({

@@ -37,8 +37,14 @@ export interface HookOptions {
 export const INTERNAL_PREFIX = 'internal-'
 const TELEMETRY_SUFFIX = `/${CHANNELS.telemetry.path}`
 
+/** A device's token bucket: publishes it may still send at once, as of `last` (performance.now()). */
+interface Bucket {
+  tokens: number
+  last: number
+}
+
 type Identity =
-  | { readonly kind: 'device'; readonly device: Device; tokens: number; last: number }
+  | { readonly kind: 'device'; readonly device: Device; readonly bucket: Bucket }
   | { readonly kind: 'internal'; readonly name: string }
 
 function authError(message: string, returnCode: number): AuthenticateError {
@@ -56,6 +62,11 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
   const identities = new WeakMap<Client, Identity>()
   const internal = new Map(options.internalCredentials.map((c) => [c.name, digest(c.secret)]))
   const ratePerMs = options.ratePerSec / 1000
+  /**
+   * Per device id, not per connection: a device disconnected for flooding that reconnected at once got a
+   * full bucket again, another burst and flood allowance each time. Only registered devices get one.
+   */
+  const buckets = new Map<string, Bucket>()
 
   const refuseConnect = (
     client: Client,
@@ -82,7 +93,12 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     if (client.id !== username) return refuseConnect(client, 'client_id_mismatch', done)
     const device = deps.registry.verify(username, password)
     if (device === undefined) return refuseConnect(client, 'bad_credentials', done)
-    identities.set(client, { kind: 'device', device, tokens: options.burst, last: performance.now() })
+    let bucket = buckets.get(device.id)
+    if (bucket === undefined) {
+      bucket = { tokens: options.burst, last: performance.now() }
+      buckets.set(device.id, bucket)
+    }
+    identities.set(client, { kind: 'device', device, bucket })
     done(null, true)
   }
 
@@ -119,16 +135,19 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     let delayMs = 0
     if (!closing) {
       const now = performance.now()
-      identity.tokens = Math.min(options.burst, identity.tokens + (now - identity.last) * ratePerMs) - 1
-      identity.last = now
-      if (identity.tokens < -options.floodLimit) {
+      const bucket = identity.bucket
+      bucket.tokens = Math.min(options.burst, bucket.tokens + (now - bucket.last) * ratePerMs) - 1
+      bucket.last = now
+      if (bucket.tokens < -options.floodLimit) {
+        // No burst for its next connection: it starts at its sustained rate.
+        bucket.tokens = 0
         deps.log.warn({ deviceId: device.id }, 'device flooding; disconnecting')
         options.onFlood(client, device.id)
         return cb(new Error('publish refused: flood'))
       }
-      if (identity.tokens < 0) {
+      if (bucket.tokens < 0) {
         // Slow down first: hold the acknowledgement (and Aedes's next read) until the bucket refills.
-        delayMs = Math.ceil(-identity.tokens / ratePerMs)
+        delayMs = Math.ceil(-bucket.tokens / ratePerMs)
         options.onThrottle(device.id)
       }
     }

@@ -282,7 +282,10 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
   register(input: NewDevice, actor: string): Promise<{ device: Device; secret: string }> {
     const data = NewDeviceSchema.parse(input)
     return this.serial(async () => {
-      if (this.cache.has(data.id))
+      // A decommissioned id may be registered anew (a revoked device comes back that way, with a new
+      // secret): its row is replaced, its audit history stays.
+      const previous = this.cache.get(data.id)?.device
+      if (previous !== undefined && previous.status !== 'decommissioned')
         throw new RegistryError('device_exists', `device ${data.id} is already registered`)
       const now = Date.now()
       const device: Device = {
@@ -296,6 +299,7 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
       const secret = randomBytes(SECRET_BYTES).toString('base64url')
       const secretHash = this.hash(secret)
       await this.transaction(async () => {
+        if (previous !== undefined) await this.db.run('DELETE FROM devices WHERE id = $id', { id: device.id })
         await this.db.run(
           `INSERT INTO devices (id, kind, name, regency, district, latitude, longitude, reporting_interval_ms,
           thresholds, notes, status, secret_hash, created_at, updated_at, created_by, updated_by, calibration_offset)
@@ -311,7 +315,12 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
             actor,
           },
         )
-        await this.audit(actor, 'register', device.id, { kind: device.kind })
+        await this.audit(
+          actor,
+          'register',
+          device.id,
+          previous === undefined ? { kind: device.kind } : { kind: device.kind, replaces: 'decommissioned' },
+        )
       })
       this.cache.set(device.id, { device, secretHash })
       this.emit('changed', { device, action: 'register' })

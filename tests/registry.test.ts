@@ -120,7 +120,26 @@ describe('device registry', () => {
       calibrationOffset: -2.5,
       thresholds: { waspada: 160, siaga: 210, awas: 260 },
     })
+    // A decommissioned id can be registered anew (how a revoked device comes back): a new row and secret,
+    // the old history kept. A live one cannot.
+    await expect(
+      again.registry.register({ ...RIVER_DEVICE, id: 'dps-river-904' }, 'erin'),
+    ).resolves.toBeDefined()
+    await expect(
+      again.registry.register({ ...RIVER_DEVICE, id: 'dps-river-904' }, 'erin'),
+    ).rejects.toMatchObject({
+      code: 'device_exists',
+    })
+    const back = await again.registry.register({ ...RIVER_DEVICE }, 'erin')
+    expect(back.device).toMatchObject({ status: 'provisioned', createdBy: 'erin', calibrationOffset: 0 })
+    expect(again.registry.verify(RIVER_DEVICE.id, back.secret)?.id).toBe(RIVER_DEVICE.id)
+    const history = await again.registry.auditLog({ deviceId: RIVER_DEVICE.id })
+    expect(history.map((a) => a.action).slice(0, 2)).toEqual(['register', 'status:decommissioned'])
+    expect(history[0]?.detail).toEqual({ kind: RIVER_DEVICE.kind, replaces: 'decommissioned' })
     await again.registry.close()
+    const third = await open(dir)
+    expect(third.registry.verify(RIVER_DEVICE.id, back.secret)?.status).toBe('provisioned')
+    await third.registry.close()
   })
 
   it('issues named installer tokens, verifies them and revokes them', async () => {

@@ -61,6 +61,9 @@ const digest = (v: Uint8Array | string) => createHash('sha256').update(v).digest
 export function createHooks(deps: HookDeps, options: HookOptions) {
   const identities = new WeakMap<Client, Identity>()
   const internal = new Map(options.internalCredentials.map((c) => [c.name, digest(c.secret)]))
+  // Longest first, so that the first name an id extends is its owner.
+  const internalNames = [...internal.keys()].sort((a, b) => b.length - a.length)
+  const internalOwnerOf = (id: string) => internalNames.find((n) => id === n || id.startsWith(`${n}-`))
   const ratePerMs = options.ratePerSec / 1000
   /**
    * Per device id, not per connection: a device disconnected for flooding that reconnected at once got a
@@ -82,11 +85,15 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     if (typeof username !== 'string') return refuseConnect(client, 'bad_credentials', done)
     if (username.startsWith(INTERNAL_PREFIX)) {
       const expected = internal.get(username)
-      // Internal clients may run several connections: client id = username or username-<suffix>.
-      const idOk = client.id === username || String(client.id).startsWith(`${username}-`)
+      // Internal clients may run several connections: client id = username or username-<suffix>. An id
+      // belongs to the longest name it so extends: `internal-a` may not take `internal-a-b-1`'s session.
+      const idOk = internalOwnerOf(String(client.id)) === username
       if (expected === undefined || password === undefined || !idOk)
         return refuseConnect(client, 'bad_credentials', done)
       if (!timingSafeEqual(digest(password), expected)) return refuseConnect(client, 'bad_credentials', done)
+      // Readings are kept by the spool; what internal clients get is a live copy. A persistent session
+      // would queue every routed reading in memory while its client is away (20,000 a second at load).
+      if (!client.clean) return refuseConnect(client, 'persistent_session', done)
       identities.set(client, { kind: 'internal', name: username })
       return done(null, true)
     }

@@ -17,6 +17,8 @@ import {
 } from './helpers/platform.ts'
 
 const INTERNAL = { name: 'internal-dashboard', secret: 'internal-secret-0123456789abcdef' }
+// A second credential whose ids extend the first one's name: `internal-dashboard-ops-…`.
+const INTERNAL_OPS = { name: 'internal-dashboard-ops', secret: 'internal-ops-secret-0123456789abcdef' }
 
 /** A throwaway self-signed certificate for 127.0.0.1, made with the openssl CLI. */
 function selfSignedCert(dir: string) {
@@ -80,7 +82,7 @@ describe('broker security', () => {
         MQTT_TLS_PORT: '0',
         MQTT_TLS_CERT_FILE: cert.cert,
         MQTT_TLS_KEY_FILE: cert.key,
-        MQTT_INTERNAL_CREDENTIALS: `${INTERNAL.name}:${INTERNAL.secret}`,
+        MQTT_INTERNAL_CREDENTIALS: `${INTERNAL.name}:${INTERNAL.secret},${INTERNAL_OPS.name}:${INTERNAL_OPS.secret}`,
       },
     })
   }, 60_000)
@@ -190,7 +192,7 @@ describe('broker security', () => {
 
     const ops = await new Promise<MqttClient>((resolve, reject) => {
       const c = mqtt.connect(platform.mqttUrl, {
-        clientId: `${INTERNAL.name}-ops`,
+        clientId: `${INTERNAL.name}-sender`,
         username: INTERNAL.name,
         password: INTERNAL.secret,
         reconnectPeriod: 0,
@@ -220,6 +222,28 @@ describe('broker security', () => {
     expect(received.filter((t) => !t.startsWith(`devices/${a}/`))).toEqual([])
     again.end(true)
     ops.end(true)
+  })
+
+  it("refuses an internal client a persistent session, or a client id in another credential's name", async () => {
+    const attempt = (opts: { clientId: string; username: string; password: string; clean?: boolean }) =>
+      new Promise<{ code?: number }>((resolve) => {
+        const c = mqtt.connect(platform.mqttUrl, { reconnectPeriod: 0, ...opts })
+        c.once('error', (e) => {
+          c.end(true)
+          resolve(e as { code?: number })
+        })
+        c.once('connect', () => {
+          c.end(true)
+          resolve({ code: 0 })
+        })
+      })
+    const as = { username: INTERNAL.name, password: INTERNAL.secret }
+    expect(await attempt({ ...as, clientId: `${INTERNAL.name}-2` })).toEqual({ code: 0 })
+    expect((await attempt({ ...as, clientId: `${INTERNAL.name}-3`, clean: false })).code).toBe(4)
+    // `internal-dashboard-ops-1` is the other credential's; taking it would end that client's session.
+    expect((await attempt({ ...as, clientId: `${INTERNAL_OPS.name}-1` })).code).toBe(4)
+    const ops = { username: INTERNAL_OPS.name, password: INTERNAL_OPS.secret }
+    expect(await attempt({ ...ops, clientId: `${INTERNAL_OPS.name}-1` })).toEqual({ code: 0 })
   })
 
   it('refuses internal clients with a wrong secret', async () => {

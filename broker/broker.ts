@@ -32,6 +32,8 @@ export interface PlatformBroker {
 
 type Listener = Server | TlsServer | HttpServer
 
+const EMPTY_PAYLOAD = Buffer.alloc(0)
+
 function listen(server: Listener, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
@@ -105,6 +107,7 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
   // authorised again). Only what the subscription rule allows is stored.
   const persistence = (aedes as unknown as { persistence: unknown }).persistence as {
     addSubscriptions(client: Client, subs: Array<{ topic: string }>): Promise<void>
+    incomingStorePacket(client: Client, packet: PublishPacket): Promise<void>
   }
   const addSubscriptions = persistence.addSubscriptions.bind(persistence)
   persistence.addSubscriptions = (client, subs) =>
@@ -112,6 +115,13 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
       client,
       subs.filter((sub) => hooks.maySubscribe(client, sub.topic)),
     )
+  // A QoS 2 message is kept from its PUBREC to its PUBREL only so that a resend is known as one: Aedes
+  // publishes it on arrival and never reads the kept payload. Kept whole, a device that never sent PUBREL
+  // held up to 1,000 payloads (MQTT_MAX_PACKET_BYTES each) per connection in the broker thread's memory, and
+  // a persistent session kept them across reconnects, 1,000 more each time. Only the packet id is needed.
+  const incomingStorePacket = persistence.incomingStorePacket.bind(persistence)
+  persistence.incomingStorePacket = (client, packet) =>
+    incomingStorePacket(client, { ...packet, payload: EMPTY_PAYLOAD })
 
   // Aedes routes every accepted publish: a packet copy, the offline-session lookup and enqueue (two promise
   // hops for QoS 1), the subscription trie and the `published` hook. For telemetry nobody subscribed to that

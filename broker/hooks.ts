@@ -47,6 +47,19 @@ type Identity =
   | { readonly kind: 'device'; readonly device: Device; readonly bucket: Bucket }
   | { readonly kind: 'internal'; readonly name: string }
 
+type PublishCallback = (error?: Error | null) => void
+
+/** What the hooks need of Aedes's persistence, reached through the client (`client.broker.persistence`). */
+interface IncomingStore {
+  incomingGetPacket(client: Client, packet: { messageId?: number }): Promise<unknown>
+}
+
+/** A QoS 2 PUBLISH whose reading is on its way to the spool, and the resends (dup) waiting for it. */
+interface Qos2InFlight {
+  readonly client: Client
+  readonly resends: Array<{ readonly client: Client; readonly cb: PublishCallback }>
+}
+
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError
 }
@@ -70,6 +83,8 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
    * full bucket again, another burst and flood allowance each time. Only registered devices get one.
    */
   const buckets = new Map<string, Bucket>()
+  /** By device id and packet id: QoS 2 readings waiting for their commit (see receiveQos2). */
+  const qos2InFlight = new Map<string, Qos2InFlight>()
 
   const refuseConnect = (
     client: Client,
@@ -136,13 +151,85 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     if (current === undefined || (current.status !== 'active' && current.status !== 'provisioned')) {
       return refusePublish(client, 'revoked', cb)
     }
+    // A last will has no packet id: nothing to deduplicate.
+    if (packet.qos === 2 && packet.messageId !== undefined)
+      return receiveQos2(client, identity.bucket, current, packet, topic.channel, cb)
+    admit(client, identity.bucket, current, packet, topic.channel, cb)
+  }
 
+  /**
+   * Exactly once for QoS 2. Aedes asks authorizePublish before it looks for the packet id among the
+   * session's unreleased QoS 2 messages, so every resend (dup=1, before PUBREL, on the same connection or
+   * a persistent session's next one) used to be validated and spooled again. A resend now waits for the
+   * first one's commit, or is answered at once when Aedes holds the message already (it sends PUBREC
+   * again without publishing).
+   */
+  function receiveQos2(
+    client: Client,
+    bucket: Bucket,
+    device: Device,
+    packet: PublishPacket,
+    channel: string,
+    cb: PublishCallback,
+  ) {
+    const key = `${device.id}/${packet.messageId}`
+    const pending = qos2InFlight.get(key)
+    // The same session: this connection, or the next one of a persistent session. A clean session that
+    // took over starts afresh, and its packet ids are its own.
+    if (pending !== undefined && (pending.client === client || !client.clean)) {
+      pending.resends.push({ client, cb })
+      return
+    }
+    const entry: Qos2InFlight = { client, resends: [] }
+    qos2InFlight.set(key, entry)
+    const settle = (err?: Error | null) => {
+      if (qos2InFlight.get(key) === entry) qos2InFlight.delete(key)
+      answerQos2(client, cb, err)
+      // After the first one's PUBREC path has stored the message, so that Aedes answers the resends as such.
+      for (const resend of entry.resends) setImmediate(answerQos2, resend.client, resend.cb, err)
+    }
+    const store = (client as unknown as { broker: { persistence: IncomingStore } }).broker.persistence
+    store.incomingGetPacket(client, packet).then(
+      () => settle(null),
+      () => admit(client, bucket, device, packet, channel, settle),
+    )
+  }
+
+  /**
+   * Aedes keeps a QoS 2 message for its PUBREL under the client id once `cb` succeeds. For a session that
+   * ended meanwhile (a clean one, or one a clean session took over) that entry would outlive it and make the
+   * next session's new message with this packet id look like a resend, acknowledged and never stored: such
+   * a connection gets an error instead (it is closed; its reading is durable all the same).
+   */
+  function answerQos2(client: Client, cb: PublishCallback, err: Error | null | undefined) {
+    if (err) cb(err)
+    else if (sessionEnded(client)) cb(new Error('session ended before its QoS 2 reading was durable'))
+    else cb(null)
+  }
+
+  /** A closed connection whose session did not carry over: clean, or taken over by a clean one. */
+  function sessionEnded(client: Client): boolean {
+    if (!client.closed) return false
+    if (client.clean) return true
+    const successor = (client as unknown as { broker: { clients: Record<string, Client | undefined> } })
+      .broker.clients[client.id]
+    return successor !== undefined && successor !== client && successor.clean
+  }
+
+  /** The device's token bucket, then the reading itself. */
+  function admit(
+    client: Client,
+    bucket: Bucket,
+    device: Device,
+    packet: PublishPacket,
+    channel: string,
+    cb: PublishCallback,
+  ) {
     // Token bucket, computed on arrival (no timer unless the device is over its rate). A will is never held.
     const closing = (client as Client & { closed?: boolean }).closed === true
     let delayMs = 0
     if (!closing) {
       const now = performance.now()
-      const bucket = identity.bucket
       bucket.tokens = Math.min(options.burst, bucket.tokens + (now - bucket.last) * ratePerMs) - 1
       bucket.last = now
       if (bucket.tokens < -options.floodLimit) {
@@ -159,8 +246,8 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
       }
     }
     // No closure per publish unless it is held back: this runs for every reading.
-    if (delayMs > 0) setTimeout(accept, delayMs, current, packet, topic.channel, cb)
-    else accept(current, packet, topic.channel, cb)
+    if (delayMs > 0) setTimeout(accept, delayMs, device, packet, channel, cb)
+    else accept(device, packet, channel, cb)
   }
 
   function accept(

@@ -148,6 +148,10 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     deps.metrics.mqttClients.inc()
     const device = hooks.deviceOf(client)
     if (device === undefined) return
+    // Rotated or revoked after this CONNECT was authenticated and before now: no live session to close then,
+    // so this one would have outlived it (the old secret kept publishing). Closed before any queued packet.
+    const outlived = hooks.outlived(client)
+    if (outlived !== undefined) return closeClient(client, device.id, outlived)
     live.set(device.id, client)
     deps.bus.emit('device.status', { deviceId: device.id, online: true, at: Date.now(), source: 'connect' })
     if (device.status === 'provisioned') {
@@ -185,9 +189,15 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
 
   // A revoked, decommissioned or re-keyed device loses its session at once, not at its next reconnect.
   const onRegistryChange = (change: { device: { id: string; status: string }; action: string }) => {
-    if (change.action === 'rotate-secret') disconnect(change.device.id, 'rotated')
-    else if (change.action === 'status' && ['revoked', 'decommissioned'].includes(change.device.status))
-      disconnect(change.device.id, change.device.status)
+    const ends =
+      change.action === 'rotate-secret'
+        ? 'rotated'
+        : change.action === 'status' && ['revoked', 'decommissioned'].includes(change.device.status)
+          ? change.device.status
+          : undefined
+    if (ends === undefined) return
+    hooks.endSessions(change.device.id, ends)
+    disconnect(change.device.id, ends)
   }
   deps.registry.on('changed', onRegistryChange)
 

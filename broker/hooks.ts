@@ -44,7 +44,13 @@ interface Bucket {
 }
 
 type Identity =
-  | { readonly kind: 'device'; readonly device: Device; readonly bucket: Bucket }
+  | {
+      readonly kind: 'device'
+      readonly device: Device
+      readonly bucket: Bucket
+      /** How many session-ending registry changes the device had when it authenticated (see endSessions). */
+      readonly ended: number
+    }
   | { readonly kind: 'internal'; readonly name: string }
 
 type PublishCallback = (error?: Error | null) => void
@@ -83,6 +89,12 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
    * full bucket again, another burst and flood allowance each time. Only registered devices get one.
    */
   const buckets = new Map<string, Bucket>()
+  /**
+   * Per device id, how many times the registry ended its sessions (rotation, revocation). A change that
+   * lands between a CONNECT's authentication and its CONNACK finds no live session to close; the broker
+   * asks `outlived` when the CONNACK is out. Only devices that had such a change get an entry.
+   */
+  const sessionEnds = new Map<string, { count: number; reason: string }>()
   /** By device id and packet id: QoS 2 readings waiting for their commit (see receiveQos2). */
   const qos2InFlight = new Map<string, Qos2InFlight>()
 
@@ -120,7 +132,7 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
       bucket = { tokens: options.burst, last: performance.now() }
       buckets.set(device.id, bucket)
     }
-    identities.set(client, { kind: 'device', device, bucket })
+    identities.set(client, { kind: 'device', device, bucket, ended: sessionEnds.get(device.id)?.count ?? 0 })
     done(null, true)
   }
 
@@ -365,6 +377,17 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
       client !== null &&
       identities.get(client)?.kind === 'device' &&
       packet.topic.endsWith(TELEMETRY_SUFFIX),
+    /** The registry ended a device's sessions (rotation, revocation): one that is still connecting is outlived. */
+    endSessions: (deviceId: string, reason: string): void => {
+      sessionEnds.set(deviceId, { count: (sessionEnds.get(deviceId)?.count ?? 0) + 1, reason })
+    },
+    /** Why a device connection authenticated before the registry ended its sessions must end; else undefined. */
+    outlived: (client: Client): string | undefined => {
+      const identity = identities.get(client)
+      if (identity?.kind !== 'device') return undefined
+      const ends = sessionEnds.get(identity.device.id)
+      return ends !== undefined && ends.count !== identity.ended ? ends.reason : undefined
+    },
     deviceOf: (client: Client): Device | undefined => {
       const identity = identities.get(client)
       return identity?.kind === 'device' ? identity.device : undefined

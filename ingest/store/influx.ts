@@ -187,6 +187,30 @@ interface PendingWrite {
   abort(error: StoreWriteError): void
 }
 
+/**
+ * The readings of a write with repeats of one point (measurement, tags, time) merged into the first
+ * one's place, as InfluxDB applies them in order: later fields win, earlier ones not repeated stay.
+ * A write larger than one request goes out as concurrent requests, which InfluxDB applies in any order
+ * (so can a retried one): a repeat in a later request could land before the reading it follows.
+ */
+function mergeRepeats(readings: readonly StoredReading[]): readonly StoredReading[] {
+  const places = new Map<string, number>()
+  const merged: StoredReading[] = []
+  for (const reading of readings) {
+    // NUL cannot occur in a stored tag value (readingProblem), so the key is unambiguous.
+    const key = `${reading.ts}\u0000${reading.kind}\u0000${reading.device}\u0000${reading.district}\u0000${reading.regency}`
+    const place = places.get(key)
+    if (place === undefined) {
+      places.set(key, merged.length)
+      merged.push(reading)
+    } else {
+      const earlier = merged[place]!
+      merged[place] = { ...reading, fields: { ...earlier.fields, ...reading.fields } }
+    }
+  }
+  return merged
+}
+
 export function createInfluxStore(options: InfluxStoreOptions): TimeSeriesStore {
   const o = InfluxStoreOptionsSchema.parse(options)
   const baseUrl = o.url.replace(/\/+$/, '')
@@ -404,15 +428,17 @@ export function createInfluxStore(options: InfluxStoreOptions): TimeSeriesStore 
     async write(readings: readonly StoredReading[]) {
       if (closed) throw new StoreWriteError(`${description}: store is closed`, true)
       if (readings.length === 0) return
-      const lines = new Array<string>(readings.length)
       for (let i = 0; i < readings.length; i++) {
         const reading = readings[i]!
         const problem = readingProblem(reading)
         if (problem !== undefined) {
           throw new StoreWriteError(`reading ${i} of ${reading.device} refused: ${problem}`, false)
         }
-        lines[i] = toLineProtocol(reading)
       }
+      // One request applies its lines in order; only a write of several needs its repeats merged.
+      const points = readings.length > o.batchSize ? mergeRepeats(readings) : readings
+      const lines = new Array<string>(points.length)
+      for (let i = 0; i < points.length; i++) lines[i] = toLineProtocol(points[i]!)
       await sendLines(lines)
     },
 

@@ -376,6 +376,41 @@ describe('the store writer over refused readings (both stores)', () => {
     )
     same(await rowsOf('river-level', broken), [])
   })
+  it('sets aside only the line of a field type conflict, also when a write takes several requests', async () => {
+    // A database of its own: the conflict is with a string `flow` another writer put in this week's shard.
+    const conflicted = createInfluxStore({
+      url: influx.url,
+      apiVersion: 'v1',
+      database: 'edge_conflict',
+      maxRetries: 0,
+      batchSize: 3,
+    })
+    try {
+      await conflicted.init()
+      expect(
+        (await influx.write('edge_conflict', `river-level,device=legacy flow="broken" ${T0}`)).status,
+      ).toBe(204)
+      const device = newDevice('conflict')
+      const readings = Array.from({ length: 20 }, (_, i) =>
+        river(device, i, i === 11 ? { waterLevel: i, flow: 2.5 } : { waterLevel: i }),
+      )
+      // The same reading twice more, as a replay would send it, around the refused one.
+      readings.push(readings[10]!, readings[12]!)
+      const { drained, dead } = await writeThroughSpool(conflicted, readings)
+      expect(drained).toBe(true)
+      expect(dead.map((r) => r.seq)).toEqual([11])
+      const rows = await conflicted.queryDevice({
+        kind: 'river-level',
+        device,
+        from: T0,
+        to: T0 + DAY,
+        limit: 100,
+      })
+      expect(rows).toEqual(readings.slice(0, 20).filter((r) => r.seq !== 11))
+    } finally {
+      await conflicted.close()
+    }
+  })
 })
 
 describe('embedded store: a write that fails halfway', () => {

@@ -237,13 +237,20 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     channel: string,
     cb: PublishCallback,
   ) {
-    // Token bucket, computed on arrival (no timer unless the device is over its rate). A will is never held.
-    const closing = (client as Client & { closed?: boolean }).closed === true
+    // Token bucket, computed on arrival (no timer unless the device is over its rate).
+    const now = performance.now()
+    bucket.tokens = Math.min(options.burst, bucket.tokens + (now - bucket.last) * ratePerMs) - 1
+    bucket.last = now
     let delayMs = 0
-    if (!closing) {
-      const now = performance.now()
-      bucket.tokens = Math.min(options.burst, bucket.tokens + (now - bucket.last) * ratePerMs) - 1
-      bucket.last = now
+    if ((client as Client & { closed?: boolean }).closed === true) {
+      // A last will: nothing left to hold back, but it is the device's publish all the same. Uncounted, a
+      // device that connected and dropped at once left one more reading per connection (40 in 0.3 s at
+      // 1/s in the test). Past the flood allowance it is dropped, and the debt goes no deeper.
+      if (bucket.tokens < -options.floodLimit) {
+        bucket.tokens = -options.floodLimit
+        return refusePublish(client, 'will_over_rate', cb)
+      }
+    } else {
       if (bucket.tokens < -options.floodLimit) {
         // No burst for its next connection: it starts at its sustained rate.
         bucket.tokens = 0

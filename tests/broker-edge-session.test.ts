@@ -279,3 +279,40 @@ describe('broker sessions at their edges', () => {
     await ok.destroy()
   })
 })
+
+describe('last wills and the rate limit', () => {
+  let edge: EdgeBroker
+
+  beforeAll(async () => {
+    edge = await startEdgeBroker({
+      MQTT_DEVICE_RATE_PER_SEC: '1',
+      MQTT_DEVICE_BURST: '5',
+      MQTT_DEVICE_FLOOD_LIMIT: '5',
+    })
+  })
+  afterAll(async () => edge?.close())
+
+  it('counts a last will against its device, so reconnecting does not multiply its rate', async () => {
+    const id = 'dps-river-will-rate'
+    edge.addDevice(id)
+    // Each connection leaves one reading behind as its will and drops at once: 40 in well under 40 s.
+    const started = performance.now()
+    for (let seq = 1; seq <= 40; seq++) {
+      const will = {
+        topic: `devices/${id}/telemetry`,
+        payload: Buffer.from(JSON.stringify({ v: 1, seq, waterLevel: 100 + seq })),
+        qos: 1,
+        retain: false,
+      }
+      const { client, returnCode } = await RawMqtt.connect(edge.port, id, { will })
+      expect(returnCode).toBe(0)
+      await client.destroy()
+    }
+    await sleep(200)
+    const seconds = (performance.now() - started) / 1000
+    const stored = edge.spool.stored.filter((r) => r.device === id).length
+    // At most the burst, the flood allowance and a reading a second: what publishes would have been let through.
+    expect(stored).toBeLessThanOrEqual(5 + 5 + Math.ceil(seconds) + 1)
+    expect(stored).toBeGreaterThanOrEqual(5)
+  })
+})

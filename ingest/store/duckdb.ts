@@ -73,7 +73,9 @@ function kindSql(kind: DeviceKind): KindSql {
   const metricDefs = metrics.map((m) => `${quoteIdentifier(m.name)} ${metricType(m)}`)
   const allColumns = [...FIXED_COLUMNS.map((c) => c.name), ...metrics.map((m) => m.name)].map(quoteIdentifier)
   // InfluxDB merges the fields of a re-written point into the stored one (a field left out keeps its
-  // value) and replaces its tags' series; the same update here keeps both stores' answers equal.
+  // value); the same update here keeps both stores' answers equal. One difference remains: its tags are
+  // part of a point's identity, so a reading re-sent after its device's district or regency changed is a
+  // second point there (under the old and the new tags), and one row with the new tags here.
   const updates = [
     ...['district', 'regency', 'kind', 'seq', 'received_at'].map(
       (c) => `${quoteIdentifier(c)} = EXCLUDED.${quoteIdentifier(c)}`,

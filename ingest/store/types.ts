@@ -2,7 +2,9 @@ import type { DeviceKind } from '../../firmware-contracts/index.ts'
 
 /**
  * A reading as it is spooled and stored: validated, enriched with registry tags, stamped.
- * Identity in every store is (kind, device, ts): writing the same reading twice overwrites it.
+ * Identity in every store is (kind, device, ts): writing the same reading twice overwrites it. So does a
+ * different reading of the device with the same `ts` (another `seq`): the later one's seq, receivedAt and
+ * metrics win, metrics it leaves out keep the earlier values (InfluxDB's merge of a re-written point).
  */
 export interface StoredReading {
   /** Measurement (InfluxDB) / table (embedded store). */

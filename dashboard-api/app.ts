@@ -1,6 +1,7 @@
 import websocket from '@fastify/websocket'
 import Fastify, {
   type FastifyBaseLogger,
+  type FastifyError,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
@@ -55,6 +56,20 @@ declare module 'fastify' {
   }
 }
 
+function frameworkError(err: FastifyError, reply: FastifyReply): void {
+  const status = err.statusCode ?? 500
+  if (status >= 500) {
+    reply.log.error({ err }, 'request failed')
+    reply.code(500).send({ error: { code: 'internal', message: 'internal error' } })
+    return
+  }
+  const message =
+    err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? 'a path parameter is longer than 200 characters'
+      : 'the path is not valid percent-encoded UTF-8'
+  reply.code(status).send({ error: { code: 'bad_request', message } })
+}
+
 /** The whole dashboard API as one Fastify instance, not yet listening (tests use `inject()`). */
 export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -62,6 +77,10 @@ export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Pr
     bodyLimit: 64 * 1024,
     // Query strings are parsed flat: no nested objects from `a[b]=c` tricks.
     routerOptions: { maxParamLength: 200 },
+    // A path that does not decode (`/api/v1/devices/%E0%A4%A`) or a parameter past maxParamLength is
+    // refused by the router before any route or error handler runs; Fastify's own answer to those has a
+    // body of another shape (`{"error":"Bad Request","code":"FST_ERR_BAD_URL",…}`).
+    frameworkErrors: (err, _req, reply) => frameworkError(err, reply as FastifyReply),
   })
   const hub = new LiveHub(deps.live, config.live, deps.log)
   app.decorate('config', config)

@@ -174,7 +174,9 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
    * session's unreleased QoS 2 messages, so every resend (dup=1, before PUBREL, on the same connection or
    * a persistent session's next one) used to be validated and spooled again. A resend now waits for the
    * first one's commit, or is answered at once when Aedes holds the message already (it sends PUBREC
-   * again without publishing).
+   * again without publishing). Only a PUBLISH marked dup is taken for a resend: a device that lost its
+   * session state and reuses an unreleased packet id for a new reading (against MQTT, but it happens
+   * after a reboot) gets that reading stored rather than acknowledged and dropped.
    */
   function receiveQos2(
     client: Client,
@@ -185,7 +187,7 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
     cb: PublishCallback,
   ) {
     const key = `${device.id}/${packet.messageId}`
-    const pending = qos2InFlight.get(key)
+    const pending = packet.dup ? qos2InFlight.get(key) : undefined
     // The same session: this connection, or the next one of a persistent session. A clean session that
     // took over starts afresh, and its packet ids are its own.
     if (pending !== undefined && (pending.client === client || !client.clean)) {
@@ -200,6 +202,7 @@ export function createHooks(deps: HookDeps, options: HookOptions) {
       // After the first one's PUBREC path has stored the message, so that Aedes answers the resends as such.
       for (const resend of entry.resends) setImmediate(answerQos2, resend.client, resend.cb, err)
     }
+    if (!packet.dup) return admit(client, bucket, device, packet, channel, settle)
     const store = (client as unknown as { broker: { persistence: IncomingStore } }).broker.persistence
     store.incomingGetPacket(client, packet).then(
       () => settle(null),

@@ -95,6 +95,22 @@ describe('QoS 2 telemetry', () => {
     await again.destroy()
   })
 
+  it('stores a new reading under an unreleased packet id when it is not marked as a resend', async () => {
+    // A device that rebooted, lost its session state and reuses the id with dup=0: against MQTT, but
+    // dropping the reading after acknowledging it would be worse than storing it.
+    const { id, client } = await device({ clean: false })
+    client.send(telemetry(id, 1, { messageId: 21 }))
+    await client.next('pubrec', (p) => p.messageId === 21)
+    await client.destroy()
+    const again = (await RawMqtt.connect(edge.port, id, { clean: false })).client
+    again.send(telemetry(id, 2, { messageId: 21 }))
+    await again.next('pubrec', (p) => p.messageId === 21)
+    again.send({ cmd: 'pubrel', messageId: 21 })
+    await again.next('pubcomp', (p) => p.messageId === 21)
+    expect(storedOf(id)).toEqual([1, 2])
+    await again.destroy()
+  })
+
   it('stores a reading once when a persistent session takes over while its first copy is committed', async () => {
     const { id, client } = await device({ clean: false })
     edge.spool.hold()

@@ -1,3 +1,5 @@
+import { maxHeaderSize } from 'node:http'
+import type { Socket } from 'node:net'
 import websocket from '@fastify/websocket'
 import Fastify, {
   type FastifyBaseLogger,
@@ -14,7 +16,7 @@ import type { RejectionLog } from '../ingest/rejections.ts'
 import type { TimeSeriesStore } from '../ingest/store/types.ts'
 import type { AlarmEngine } from './alarms/engine.ts'
 import type { DashboardConfig } from './config.ts'
-import { HttpError, tokenMatches } from './errors.ts'
+import { bearerToken, HttpError, tokenMatches } from './errors.ts'
 import type { LiveState } from './live-state.ts'
 import { LiveHub } from './live-stream.ts'
 import { redactUrl, serializeRequest } from './request-log.ts'
@@ -70,6 +72,43 @@ function frameworkError(err: FastifyError, reply: FastifyReply): void {
   reply.code(status).send({ error: { code: 'bad_request', message } })
 }
 
+const CLIENT_ERRORS = {
+  HPE_HEADER_OVERFLOW: {
+    status: 431,
+    reason: 'Request Header Fields Too Large',
+    message: `the request line and headers exceed ${maxHeaderSize} bytes: send long lists in a POST body`,
+  },
+  ERR_HTTP_REQUEST_TIMEOUT: {
+    status: 408,
+    reason: 'Request Timeout',
+    message: 'the request did not arrive in time',
+  },
+} as const
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them (a URL and headers past maxHeaderSize, a
+ * malformed header, a bad Content-Length or chunk size) got Fastify's default body
+ * (`{"error":"Bad Request","message":"Client Error","statusCode":400}`), not the standard one.
+ */
+function clientError(this: FastifyInstance, err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const known = CLIENT_ERRORS[err.code as keyof typeof CLIENT_ERRORS]
+  const { status, reason, message } = known ?? {
+    status: 400,
+    reason: 'Bad Request',
+    message: 'the request is not well-formed HTTP/1.1',
+  }
+  this.log.debug({ code: err.code, reason: err.message }, 'malformed request refused')
+  const body = JSON.stringify({ error: { code: 'bad_request', message } })
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy(err)
+}
+
 /** The whole dashboard API as one Fastify instance, not yet listening (tests use `inject()`). */
 export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -81,14 +120,14 @@ export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Pr
     // refused by the router before any route or error handler runs; Fastify's own answer to those has a
     // body of another shape (`{"error":"Bad Request","code":"FST_ERR_BAD_URL",…}`).
     frameworkErrors: (err, _req, reply) => frameworkError(err, reply as FastifyReply),
+    clientErrorHandler: clientError,
   })
   const hub = new LiveHub(deps.live, config.live, deps.log)
   app.decorate('config', config)
   app.decorate('deps', deps)
   app.decorate('hub', hub)
   app.decorate('requireApiToken', async (req: FastifyRequest) => {
-    const header = req.headers.authorization
-    const given = header?.startsWith('Bearer ') ? header.slice(7) : undefined
+    const given = bearerToken(req.headers.authorization)
     if (config.apiToken === undefined || !tokenMatches(given, config.apiToken))
       throw new HttpError(401, 'unauthorized')
   })

@@ -32,3 +32,14 @@ export function tokenMatches(given: string | undefined, expected: string): boole
   const b = Buffer.from(expected)
   return a.length === b.length && timingSafeEqual(a, b)
 }
+
+/**
+ * The token of an `Authorization: Bearer <token>` header. The scheme is case-insensitive (RFC 9110
+ * 11.1) and spaces around the token are not part of it; every route reads the header through here, so
+ * no route takes a header that another refuses.
+ */
+export function bearerToken(header: string | undefined): string | undefined {
+  const match = header === undefined ? null : /^bearer[ \t]+(.*)$/i.exec(header)
+  const token = match?.[1]?.trim()
+  return token === undefined || token === '' ? undefined : token
+}

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs'
+import { type AddressInfo, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
@@ -317,7 +318,8 @@ describe('the HTTP API against bad input', () => {
       log,
       alarms: engine,
     })
-    await app.ready()
+    // Listening too: what Node's HTTP parser refuses never reaches inject().
+    await app.listen({ host: '127.0.0.1', port: 0 })
   })
 
   afterAll(async () => {
@@ -365,7 +367,11 @@ describe('the HTTP API against bad input', () => {
   }
 
   /** A 4xx in the standard error body, with a code clients can key on. */
-  function expectRefused(res: LightMyRequestResponse, status?: number, code?: string): string {
+  function expectRefused(
+    res: Pick<LightMyRequestResponse, 'statusCode' | 'headers' | 'body'>,
+    status?: number,
+    code?: string,
+  ): string {
     const where = `${res.statusCode} ${res.body.slice(0, 300)}`
     expect(res.statusCode, where).toBeGreaterThanOrEqual(400)
     expect(res.statusCode, where).toBeLessThan(500)
@@ -685,6 +691,42 @@ describe('the HTTP API against bad input', () => {
     })
   })
 
+  describe('requests the HTTP parser refuses', () => {
+    const head = (line: string, extra = '') =>
+      `${line}\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TEST_API_TOKEN}\r\n${extra}Connection: close\r\n\r\n`
+
+    it('answers a request line and headers past the size limit with 431 in the standard form', async () => {
+      // A long device list belongs in a POST body; in a URL it overflows the parser's header limit.
+      const devices = Array.from({ length: 2000 }, (_, i) => `dps-river-${i}`).join(',')
+      const res = await rawRequest(
+        app,
+        head(`GET /api/v1/readings?metrics=waterLevel&devices=${devices} HTTP/1.1`),
+      )
+      expectRefused(res, 431, 'bad_request')
+    })
+
+    it.each([
+      ['a header name with a space', head('GET /api/v1/devices HTTP/1.1', 'Bad Header: 1\r\n')],
+      [
+        'a raw non-ASCII byte in the path',
+        Buffer.from(head('GET /api/v1/devices/dps-\u00e9 HTTP/1.1'), 'utf8'),
+      ],
+      ['a path without a leading slash', head('GET api/v1/devices HTTP/1.1')],
+      [
+        'a Content-Length that is not a number',
+        `${head('POST /api/v1/readings HTTP/1.1', 'Content-Type: application/json\r\nContent-Length: abc\r\n')}{}`,
+      ],
+      [
+        'a chunk size that is not hex',
+        `${head('POST /api/v1/readings HTTP/1.1', 'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n')}zz\r\n{}\r\n0\r\n\r\n`,
+      ],
+    ])('answers %s with 400 in the standard form', async (_what, request) => {
+      const before = await stored()
+      expectRefused(await rawRequest(app, request), 400, 'bad_request')
+      expect(await stored()).toBe(before)
+    })
+  })
+
   describe('Authorization headers', () => {
     const protectedRoutes = [
       ['GET', '/api/v1/devices'],
@@ -742,6 +784,27 @@ describe('the HTTP API against bad input', () => {
       expect(await stored()).toBe(before)
     })
 
+    it('takes the scheme in any case and spaces around the token, on every route alike', async () => {
+      for (const url of [
+        '/api/v1/devices',
+        '/api/v1/audit',
+        '/api/v1/rejections',
+        '/api/v1/live/stats',
+        '/api/v1/alarms',
+        `/api/v1/readings/completeness?device=${RIVER_DEVICE.id}`,
+      ]) {
+        for (const header of [
+          `bearer ${TEST_API_TOKEN}`,
+          `BEARER ${TEST_API_TOKEN}`,
+          `Bearer  ${TEST_API_TOKEN}`,
+          `Bearer\t${TEST_API_TOKEN} `,
+        ]) {
+          const res = await app.inject({ method: 'GET', url, headers: { authorization: header } })
+          expect(res.statusCode, `${url} with ${JSON.stringify(header)}: ${res.body.slice(0, 200)}`).toBe(200)
+        }
+      }
+    })
+
     it("refuses an installer's token on the API token's routes with 403 forbidden", async () => {
       const before = await stored()
       for (const [method, url] of [
@@ -761,6 +824,32 @@ describe('the HTTP API against bad input', () => {
     })
   })
 })
+
+/** One request as bytes over a real socket: what Node's HTTP parser sees, which inject() bypasses. */
+function rawRequest(
+  app: FastifyInstance,
+  request: string | Buffer,
+): Promise<{ statusCode: number; headers: Record<string, string>; body: string }> {
+  const { port } = app.server.address() as AddressInfo
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    const socket = connect(port, '127.0.0.1', () => socket.end(request))
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer within 10 s')))
+    socket.on('data', (chunk) => chunks.push(chunk))
+    socket.on('error', reject)
+    socket.on('close', () => {
+      const text = Buffer.concat(chunks).toString('utf8')
+      const end = text.indexOf('\r\n\r\n')
+      const [statusLine = '', ...lines] = text.slice(0, end).split('\r\n')
+      const headers: Record<string, string> = {}
+      for (const line of lines) {
+        const colon = line.indexOf(':')
+        headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+      }
+      resolve({ statusCode: Number(statusLine.split(' ')[1]), headers, body: text.slice(end + 4) })
+    })
+  })
+}
 
 function decodeURIComponentOr(text: string): string {
   try {

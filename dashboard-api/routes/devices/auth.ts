@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { HttpError, tokenMatches } from '../../errors.ts'
+import { bearerToken, HttpError, tokenMatches } from '../../errors.ts'
 
 /** `admin` is the holder of API_TOKEN; installers are named by their token. */
 export const ADMIN_ACTOR = 'admin'
@@ -12,8 +12,7 @@ const actors = new WeakMap<FastifyRequest, string>()
  */
 export function registryAuth(app: FastifyInstance) {
   return async (req: FastifyRequest): Promise<void> => {
-    const header = req.headers.authorization
-    const given = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined
+    const given = bearerToken(req.headers.authorization)
     if (app.config.apiToken !== undefined && tokenMatches(given, app.config.apiToken)) {
       actors.set(req, ADMIN_ACTOR)
       return

@@ -720,6 +720,27 @@ describe('the HTTP API against bad input', () => {
         'a chunk size that is not hex',
         `${head('POST /api/v1/readings HTTP/1.1', 'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n')}zz\r\n{}\r\n0\r\n\r\n`,
       ],
+      [
+        'a WebSocket upgrade without Sec-WebSocket-Key',
+        head(
+          `GET /api/v1/live?token=${DISPLAY_TOKEN} HTTP/1.1`,
+          'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n',
+        ).replace('Connection: close\r\n', ''),
+      ],
+      [
+        'a WebSocket upgrade with a malformed Sec-WebSocket-Key',
+        head(
+          `GET /api/v1/live?token=${DISPLAY_TOKEN} HTTP/1.1`,
+          'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\n',
+        ).replace('Connection: close\r\n', ''),
+      ],
+      [
+        'a WebSocket upgrade of an unknown version',
+        head(
+          `GET /api/v1/live?token=${DISPLAY_TOKEN} HTTP/1.1`,
+          'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 99\r\n',
+        ).replace('Connection: close\r\n', ''),
+      ],
     ])('answers %s with 400 in the standard form', async (_what, request) => {
       const before = await stored()
       expectRefused(await rawRequest(app, request), 400, 'bad_request')

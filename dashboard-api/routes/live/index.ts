@@ -1,9 +1,23 @@
+import type { Duplex } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { HttpError, tokenMatches } from '../../errors.ts'
 import { LIVE_PATH } from '../../protocol.ts'
 
 export default async function liveRoutes(app: FastifyInstance) {
   const { displayToken, allowedOrigins } = app.config
+  // The handshake's own refusals (no or a malformed Sec-WebSocket-Key, an unknown version, a bad extension
+  // offer) were `ws`'s plain text as text/html; they get the standard error body too.
+  app.websocketServer.on('wsClientError', (err: Error, socket: Duplex) => {
+    const body = JSON.stringify({
+      error: { code: 'bad_request', message: `WebSocket handshake: ${err.message}` },
+    })
+    const versions = /Sec-WebSocket-Version/.test(err.message) ? 'Sec-WebSocket-Version: 13, 8\r\n' : ''
+    socket.once('finish', () => socket.destroy())
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n${versions}\r\n${body}`,
+    )
+  })
   app.route({
     method: 'GET',
     url: LIVE_PATH,

@@ -160,7 +160,7 @@ function telemetrySection(fixtures: readonly GoldenFixture[]): string[] {
           'integer',
           `${formatNumber(TS_MIN)} … ${formatNumber(TS_MAX)}`,
           'no',
-          'Observation time in ms since the Unix epoch (UTC). Without it the platform uses its receive time. A clock that was never set (1970) is `out_of_range`; more than ' +
+          'Observation time in ms since the Unix epoch (UTC). Without it the platform uses its receive time, one millisecond later for each reading of the device that would share it (the rest of a batch, two messages in one millisecond), so that none replaces another. A clock that was never set (1970) is `out_of_range`; more than ' +
             `${DEFAULT_MAX_FUTURE_SKEW_MS / 60_000} minutes ahead of the platform is \`future_timestamp\``,
         ],
         [

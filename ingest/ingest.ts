@@ -54,6 +54,13 @@ export class Ingest {
 
   /** Rejections of one reason logged at most this often; each is still counted and kept. */
   private static readonly QUIET_REJECTION_LOG_MS = 10_000
+  /**
+   * Per device, the last time given to a reading that came without `ts` (a device with no clock).
+   * A point's identity in the store is its series and time, so two such readings given the same receive
+   * time were one point: the readings of a backlog batch all but the last, and two messages that arrived
+   * within one millisecond. Each gets a millisecond of its own instead. One number per registered device.
+   */
+  private readonly lastServerTs = new Map<string, number>()
   private spoolFullLoggedAt = Number.NEGATIVE_INFINITY
   private spoolFullUnlogged = 0
 
@@ -110,7 +117,7 @@ export class Ingest {
       device: device.id,
       district: device.district,
       regency: device.regency,
-      ts: r.ts ?? receivedAt,
+      ts: r.ts ?? this.serverTime(device.id, receivedAt),
       receivedAt,
       seq: r.seq,
       fields: calibrate(device, r.fields),
@@ -121,6 +128,20 @@ export class Ingest {
         this.deps.metrics.readingDelaySeconds.observe(Math.max(0, receivedAt - r.ts) / 1000)
     }
     this.deps.spool.appendWith(readings, done)
+  }
+
+  /**
+   * The receive time, or one millisecond past the device's last such time when that is not earlier.
+   * Readings of one message keep their order. A device that sends more than 1,000 readings a second
+   * without `ts` would run ahead of the clock: past the allowed future skew it starts again from the
+   * receive time (its readings may then overwrite each other, as they all did before).
+   */
+  private serverTime(deviceId: string, receivedAt: number): number {
+    const last = this.lastServerTs.get(deviceId)
+    let ts = last !== undefined && last >= receivedAt ? last + 1 : receivedAt
+    if (ts - receivedAt > this.options.maxFutureSkewMs) ts = receivedAt
+    this.lastServerTs.set(deviceId, ts)
+    return ts
   }
 
   /**

@@ -691,6 +691,58 @@ describe('the HTTP API against bad input', () => {
     })
   })
 
+  describe('times', () => {
+    /** A WITA wall-clock time as an analyst types it, without a zone. */
+    const wita = (t: number) => new Date(t + 8 * 3_600_000).toISOString().slice(0, 19)
+
+    it("reads a time without a zone as WITA on every route, whatever the server's TZ", async () => {
+      const saved = process.env.TZ
+      try {
+        for (const tz of ['UTC', 'America/New_York', 'Asia/Makassar']) {
+          process.env.TZ = tz
+          const hour = await send(
+            'GET',
+            `/api/v1/devices/${RIVER_DEVICE.id}/readings?from=2025-06-01T08:00&to=2025-06-01T09:00:00`,
+          )
+          expect(hour.json(), tz).toMatchObject({
+            from: Date.UTC(2025, 5, 1, 0),
+            to: Date.UTC(2025, 5, 1, 1),
+          })
+          // A date alone is its WITA midnight, as in the analyst API.
+          const day = await send(
+            'GET',
+            `/api/v1/devices/${RIVER_DEVICE.id}/readings?from=2025-06-01&to=2025-06-02`,
+          )
+          expect(day.json(), tz).toMatchObject({
+            from: Date.UTC(2025, 4, 31, 16),
+            to: Date.UTC(2025, 5, 1, 16),
+          })
+          const ids = async (query: string) =>
+            (
+              (await send('GET', `/api/v1/alarms?${query}`)).json() as { alarms: Array<{ id: string }> }
+            ).alarms.map((a) => a.id)
+          expect(await ids(`from=${wita(NOW - 60_000)}`), tz).toContain(ALARM_ID)
+          expect(await ids(`from=${wita(NOW + 60_000)}`), tz).not.toContain(ALARM_ID)
+          expect(await ids(`to=${wita(NOW + 60_000)}`), tz).toContain(ALARM_ID)
+        }
+      } finally {
+        if (saved === undefined) delete process.env.TZ
+        else process.env.TZ = saved
+      }
+    })
+
+    it('takes the same times as the analyst API: now, and no instant outside what a store can hold', async () => {
+      const res = await send('GET', `/api/v1/devices/${RIVER_DEVICE.id}/readings?from=-1h&to=now`)
+      expect(res.statusCode, res.body).toBe(200)
+      expectRefused(
+        await send('GET', `/api/v1/devices/${RIVER_DEVICE.id}/readings?to=999999999999999`),
+        400,
+        'bad_request',
+      )
+      expectRefused(await send('GET', '/api/v1/alarms?to=999999999999999'), 400, 'bad_request')
+    })
+  })
+
   describe('requests the HTTP parser refuses', () => {
     const head = (line: string, extra = '') =>
       `${line}\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TEST_API_TOKEN}\r\n${extra}Connection: close\r\n\r\n`

@@ -780,6 +780,19 @@ describe('the HTTP API against bad input', () => {
       }
     })
 
+    it('names the parameter that holds a bad time', async () => {
+      for (const [url, name] of [
+        ['/api/v1/alarms?from=yesterday', 'from'],
+        ['/api/v1/alarms?from=-1h&to=soon', 'to'],
+        [`/api/v1/devices/${RIVER_DEVICE.id}/readings?to=soon`, 'to'],
+        ['/api/v1/readings?kind=river-level&metrics=waterLevel&from=yesterday', 'from'],
+      ] as const) {
+        const res = await send('GET', url)
+        expectRefused(res, 400, 'bad_request')
+        expect(res.json().error.message, url).toMatch(new RegExp(`\\b${name}\\b`))
+      }
+    })
+
     it('takes the same times as the analyst API: now, and no instant outside what a store can hold', async () => {
       const res = await send('GET', `/api/v1/devices/${RIVER_DEVICE.id}/readings?from=-1h&to=now`)
       expect(res.statusCode, res.body).toBe(200)

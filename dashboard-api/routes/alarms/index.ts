@@ -70,8 +70,11 @@ export default async function alarmsRoutes(app: FastifyInstance, opts: { engine:
     const q = parse(ListQuerySchema, req.query)
     const now = Date.now()
     const states = q.state?.includes('open') ? ALARM_STATES.filter((s) => s !== 'closed') : q.state
-    const from = q.from === undefined ? undefined : parse(timeParam(now), q.from)
-    const to = q.to === undefined ? undefined : parse(timeParam(now), q.to)
+    // Parsed as fields, so that a bad time is named (`→ at from`) like every other parameter.
+    const { from, to } = parse(z.object({ from: timeParam(now).optional(), to: timeParam(now).optional() }), {
+      from: q.from,
+      to: q.to,
+    })
     const alarms = await engine.store.list({
       ...(states && { state: states as (typeof ALARM_STATES)[number][] }),
       ...(q.type && { type: q.type }),

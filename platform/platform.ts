@@ -168,7 +168,18 @@ export async function startPlatform(
 
     const app = await buildApp(
       { ...config.dashboard, apiToken },
-      { registry, store, live, rejections, metrics, bus, ingestStatus: () => writer.status, log, alarms },
+      {
+        registry,
+        store,
+        live,
+        rejections,
+        metrics,
+        bus,
+        ingestStatus: () => writer.status,
+        log,
+        alarms,
+        mqtt,
+      },
     )
     await app.listen({ host: config.dashboard.host, port: config.dashboard.port })
     cleanup.unshift(() => app.close())

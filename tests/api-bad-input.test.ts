@@ -551,6 +551,8 @@ describe('the HTTP API against bad input', () => {
       ['/api/v1/alarms?limit=-1'],
       ['/api/v1/alarms?from=-999999w&from=now'],
       ['/api/v1/alarms?from=notatime'],
+      ['/api/v1/alarms?from=-1h&to=-2h'],
+      ['/api/v1/alarms?from=now&to=now'],
     ])('refuses GET %s with 400 bad_request', async (url) => {
       expectRefused(await send('GET', url), 400, 'bad_request')
     })

@@ -75,6 +75,9 @@ export default async function alarmsRoutes(app: FastifyInstance, opts: { engine:
       from: q.from,
       to: q.to,
     })
+    // As in a device's readings and the analyst API: an empty range is a mistake, not an empty answer.
+    if (from !== undefined && to !== undefined && from >= to)
+      throw new HttpError(400, 'bad_request', '`from` must be before `to`')
     const alarms = await engine.store.list({
       ...(states && { state: states as (typeof ALARM_STATES)[number][] }),
       ...(q.type && { type: q.type }),

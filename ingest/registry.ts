@@ -4,18 +4,37 @@ import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api'
 import { z } from 'zod'
 import { DeviceIdSchema, DeviceKindSchema } from '../firmware-contracts/index.ts'
 import { appendRows } from './duckdb-append.ts'
+import { tagValueProblem } from './store/schema.ts'
 
 export const DEVICE_STATUSES = ['provisioned', 'active', 'revoked', 'decommissioned'] as const
 export const DeviceStatusSchema = z.enum(DEVICE_STATUSES)
 export type DeviceStatus = z.infer<typeof DeviceStatusSchema>
+
+/**
+ * District and regency become tags of every reading the device sends. A name no store can tag a reading
+ * with (a control character, a lone surrogate, a backslash before a separator or at the end) is refused
+ * here, on every way into the registry (the REST API, the simulated fleet, tools): once registered, each
+ * of the device's readings was refused by the store and set aside.
+ */
+const PlaceNameSchema = z
+  .string()
+  .trim()
+  .min(1)
+  .max(80)
+  .superRefine((value, ctx) => {
+    // An empty name is min(1)'s to report.
+    const problem = value === '' ? undefined : tagValueProblem(value)
+    if (problem !== undefined)
+      ctx.addIssue({ code: 'custom', message: `a name that ${problem}`, input: value })
+  })
 
 export const NewDeviceSchema = z.strictObject({
   // `internal-` names belong to the broker's internal platform clients.
   id: DeviceIdSchema.refine((id) => !id.startsWith('internal-'), 'the prefix internal- is reserved'),
   kind: DeviceKindSchema,
   name: z.string().trim().min(1).max(120),
-  regency: z.string().trim().min(1).max(80),
-  district: z.string().trim().min(1).max(80),
+  regency: PlaceNameSchema,
+  district: PlaceNameSchema,
   latitude: z.number().min(-90).max(90),
   longitude: z.number().min(-180).max(180),
   reportingIntervalMs: z.number().int().min(1000).max(86_400_000).default(60_000),
@@ -31,8 +50,8 @@ export type NewDevice = z.input<typeof NewDeviceSchema>
 export const DeviceUpdateSchema = z
   .strictObject({
     name: z.string().trim().min(1).max(120),
-    regency: z.string().trim().min(1).max(80),
-    district: z.string().trim().min(1).max(80),
+    regency: PlaceNameSchema,
+    district: PlaceNameSchema,
     latitude: z.number().min(-90).max(90),
     longitude: z.number().min(-180).max(180),
     reportingIntervalMs: z.number().int().min(1000).max(86_400_000),

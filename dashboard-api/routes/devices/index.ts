@@ -7,7 +7,6 @@ import {
   NewDeviceSchema,
   RegistryError,
 } from '../../../ingest/registry.ts'
-import { tagValueProblem } from '../../../ingest/store/schema.ts'
 import { StoreUnavailableError } from '../../../ingest/store/types.ts'
 import { HttpError } from '../../errors.ts'
 import { timeParam } from '../../time-range.ts'
@@ -17,25 +16,6 @@ import { CommissioningTracker } from './commissioning.ts'
 const ParamsSchema = z.strictObject({ id: DeviceIdSchema })
 const ReasonBodySchema = z.strictObject({ reason: z.string().trim().min(1).max(500).optional() }).optional()
 const MAX_READINGS = 10_000
-
-/**
- * District and regency become tags of every reading the device sends. A name no store can tag a reading
- * with (a control character, a lone surrogate, a backslash before a separator or at the end) is refused
- * here: once registered, each of the device's readings was refused by the store and set aside.
- */
-function storableTags(
-  device: { district?: string | undefined; regency?: string | undefined },
-  ctx: z.RefinementCtx,
-): void {
-  for (const key of ['district', 'regency'] as const) {
-    const value = device[key]
-    const problem = value === undefined ? undefined : tagValueProblem(value)
-    if (problem !== undefined)
-      ctx.addIssue({ code: 'custom', path: [key], message: `a name that ${problem}` })
-  }
-}
-const NewDeviceBodySchema = NewDeviceSchema.superRefine(storableTags)
-const DeviceUpdateBodySchema = DeviceUpdateSchema.superRefine(storableTags)
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const r = schema.safeParse(value)
@@ -73,7 +53,7 @@ export default async function devicesRoutes(app: FastifyInstance) {
   })
 
   app.post('/api/v1/devices', async (req, reply) => {
-    const input = parse(NewDeviceBodySchema, req.body)
+    const input = parse(NewDeviceSchema, req.body)
     const { device, secret } = await registry.register(input, actorOf(req)).catch(registryError)
     reply.code(201)
     // The secret is returned this once and never stored in clear.
@@ -93,7 +73,7 @@ export default async function devicesRoutes(app: FastifyInstance) {
 
   app.patch('/api/v1/devices/:id', async (req) => {
     const { id } = parse(ParamsSchema, req.params)
-    const patch = parse(DeviceUpdateBodySchema, req.body)
+    const patch = parse(DeviceUpdateSchema, req.body)
     return { device: await registry.update(id, patch, actorOf(req)).catch(registryError) }
   })
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
-import type { DeviceRegistry } from '../../ingest/registry.ts'
+import type { DeviceRegistry, DeviceStatus } from '../../ingest/registry.ts'
 import type { LiveState } from '../live-state.ts'
 import type { Alarm } from '../protocol.ts'
 import type { AlarmsConfig } from './config.ts'
@@ -60,6 +60,8 @@ interface Track {
 }
 
 const ACTIVE: ReadonlySet<AlarmState> = new Set(['raised', 'acknowledged'])
+/** Devices whose rules are evaluated; the alarms of the others are cleared. */
+const IN_SERVICE: ReadonlySet<DeviceStatus> = new Set(['provisioned', 'active'])
 
 function newAlarmId(now: number): string {
   return `alm-${now.toString(36)}-${randomBytes(4).toString('hex')}`
@@ -103,12 +105,16 @@ export class AlarmEngine {
 
   /** Loads the alarms left open by the last run, then evaluates on the timer. */
   async start() {
-    const [open, seqs] = await Promise.all([this.deps.store.loadOpen(), this.deps.store.lastSeqs()])
-    for (const a of open) {
-      this.open.set(`${a.deviceId}:${a.type}`, a)
-      this.seqs.set(a.id, seqs.get(a.id) ?? 0)
-    }
-    if (open.length > 0) this.deps.log.info({ alarms: open.length }, 'alarms still open from the last run')
+    // On the chain: the API listens before the engine starts, and an action that came in meanwhile found no
+    // open alarm in memory and took a raised alarm for a closed one (409).
+    await this.serial(async () => {
+      const [open, seqs] = await Promise.all([this.deps.store.loadOpen(), this.deps.store.lastSeqs()])
+      for (const a of open) {
+        this.open.set(`${a.deviceId}:${a.type}`, a)
+        this.seqs.set(a.id, seqs.get(a.id) ?? 0)
+      }
+      if (open.length > 0) this.deps.log.info({ alarms: open.length }, 'alarms still open from the last run')
+    })
     await this.deps.webhooks.start()
     this.deps.live.setRuleAlarms({ alarms: () => this.streamAlarms(), takeChanged: () => this.takeChanged() })
     this.timer = setInterval(() => {
@@ -147,7 +153,9 @@ export class AlarmEngine {
           await new Promise((resolve) => setImmediate(resolve))
         }
         const device = this.deps.registry.get(view.id)
-        if (device === undefined) continue
+        // The aggregator may still hold the view of a device taken out of service (one already offline gets
+        // no event that would drop it): its rules would hold its alarms raised for ever. Cleared below.
+        if (device === undefined || !IN_SERVICE.has(device.status)) continue
         const hour = this.deps.live.hourCoverage(view.id, now)
         const rules = rulesFor(view.kind)
         const { keys, tracks } = this.slotOf(view.id, rules)
@@ -166,10 +174,14 @@ export class AlarmEngine {
       await this.commit(batch.splice(0))
       for (const [key, alarm] of this.open) {
         if (this.tracks.get(key)?.seenInPass === pass || !ACTIVE.has(alarm.state)) continue
-        // A decommissioned device has no view: nothing else would ever clear its alarms.
+        // A device out of service reports no more: nothing else would ever clear its alarms, and one cleared
+        // by hand would come back from its last view. A revoked device is out too (it can only be
+        // decommissioned and registered anew).
         const d = this.deps.registry.get(alarm.deviceId)
-        if (d === undefined || d.status === 'decommissioned')
-          batch.push(this.prepare(alarm, 'cleared', SYSTEM_ACTOR, now, 'device decommissioned', null))
+        if (d === undefined || !IN_SERVICE.has(d.status)) {
+          const reason = d?.status === 'revoked' ? 'device revoked' : 'device decommissioned'
+          batch.push(this.prepare(alarm, 'cleared', SYSTEM_ACTOR, now, reason, null))
+        }
       }
       await this.commit(batch.splice(0))
       for (const alarm of this.open.values()) {

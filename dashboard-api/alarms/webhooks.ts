@@ -14,6 +14,29 @@ export function signBody(secret: string, body: string): string {
 }
 
 const MAX_BACKOFF_MS = 600_000
+
+/**
+ * A webhook URL as logs and the API show it: without a user and password, and without its query (gateways
+ * often take their API key there).
+ */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    return `${u.origin}${u.pathname}${u.search === '' ? '' : '?…'}`
+  } catch {
+    return '(invalid URL)'
+  }
+}
+
+/** What to fetch: fetch refuses a URL with a user or password in it, so they go as Basic auth. */
+function requestTarget(url: string): { href: string; authorization: string | undefined } {
+  const u = new URL(url)
+  if (u.username === '' && u.password === '') return { href: url, authorization: undefined }
+  const credentials = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`
+  u.username = ''
+  u.password = ''
+  return { href: u.href, authorization: `Basic ${Buffer.from(credentials).toString('base64')}` }
+}
 const MAX_IN_FLIGHT = 4
 
 /** Exponential backoff with jitter (50–100 % of the step), so many failing receivers do not retry in step. */
@@ -90,7 +113,8 @@ export class WebhookDispatcher {
   private schedule(delayMs: number) {
     if (this.stopped) return
     clearTimeout(this.timer)
-    this.timer = setTimeout(() => this.pump(), Math.max(0, delayMs))
+    // Never past a backoff's cap: a longer delay overflows the timer, which then fires at once, over and over.
+    this.timer = setTimeout(() => this.pump(), Math.min(MAX_BACKOFF_MS, Math.max(0, delayMs)))
     this.timer.unref()
   }
 
@@ -100,6 +124,8 @@ export class WebhookDispatcher {
     let next = Number.POSITIVE_INFINITY
     for (const d of this.queue.values()) {
       if (this.inFlight.has(d.id)) continue
+      // Further ahead than any backoff puts it: stored while the clock ran ahead, and it has been put right.
+      if (d.nextAttemptAt > now + MAX_BACKOFF_MS) d.nextAttemptAt = now
       if (d.nextAttemptAt > now) {
         next = Math.min(next, d.nextAttemptAt)
         continue
@@ -123,9 +149,11 @@ export class WebhookDispatcher {
     let error: string | null = null
     let code: number | null = null
     try {
-      const res = await fetch(d.url, {
+      const { href, authorization } = requestTarget(d.url)
+      const res = await fetch(href, {
         method: 'POST',
         headers: {
+          ...(authorization !== undefined && { authorization }),
           'content-type': 'application/json',
           'user-agent': 'kota-sensor-platform-alarms/1',
           [SIGNATURE_HEADER]: signBody(this.config.secret!, d.body),
@@ -160,12 +188,15 @@ export class WebhookDispatcher {
         d.status = 'failed'
         this.queue.delete(d.id)
         this.log.error(
-          { deliveryId: d.id, alarmId: d.alarmId, url: d.url, attempts: d.attempts, error },
+          { deliveryId: d.id, alarmId: d.alarmId, url: redactUrl(d.url), attempts: d.attempts, error },
           'alarm webhook failed; giving up',
         )
       } else {
         d.nextAttemptAt = Date.now() + backoffMs(this.config.retryMs, d.attempts)
-        this.log.warn({ deliveryId: d.id, url: d.url, attempts: d.attempts, error }, 'alarm webhook failed')
+        this.log.warn(
+          { deliveryId: d.id, url: redactUrl(d.url), attempts: d.attempts, error },
+          'alarm webhook failed',
+        )
       }
     }
     await this.store.updateDelivery(d).catch((err: Error) => {

@@ -10,6 +10,7 @@ import {
   type Scope,
   ServerMessageSchema,
 } from '../protocol.ts'
+import { pollutantName, WALL_TEXT } from './wall-text.ts'
 
 /*
  * The command-centre wall display: no interaction, readable from across the room. URL parameters:
@@ -21,96 +22,7 @@ const params = new URLSearchParams(location.search)
 const lang = params.get('lang') === 'en' ? 'en' : 'id'
 const locale = lang === 'id' ? 'id-ID' : 'en-GB'
 
-const TEXT = {
-  id: {
-    title: 'Pusat Komando Sensor Kota',
-    live: 'TERHUBUNG',
-    down: 'TERPUTUS — menyambung ulang…',
-    banner: 'Koneksi ke server terputus: angka di layar mungkin sudah usang',
-    updated: (s: string) => `diperbarui ${s} lalu`,
-    never: 'belum ada data',
-    stale: 'DATA BASI',
-    offline: 'LUAR JARINGAN',
-    kinds: {
-      'river-level': 'Tinggi Muka Air Sungai',
-      'rain-gauge': 'Curah Hujan',
-      'air-quality': 'Kualitas Udara (ISPU)',
-      'crowd-counter': 'Kepadatan Pasar',
-    },
-    map: 'Peta Sensor',
-    alarms: 'Kondisi Aktif',
-    noAlarms: 'Tidak ada kondisi aktif',
-    people: 'orang',
-    inOut: 'masuk/keluar',
-    highest: 'tertinggi',
-    worst: 'terburuk',
-    busiest: 'terpadat',
-    wettest: 'terbasah',
-    ofCapacity: 'dari kapasitas',
-    rise: 'naik',
-    perHour: 'cm/jam',
-    all: 'Semua wilayah',
-    alarmText: {
-      river: 'Sungai',
-      ispu: 'ISPU',
-      occupancy: 'Pasar penuh',
-      offline: 'Perangkat luar jaringan',
-      stale: 'Data basi',
-      rise: 'Air naik cepat',
-      battery: 'Baterai lemah',
-      completeness: 'Data tidak lengkap',
-    },
-    slaLeft: (t: string) => `SLA ${t}`,
-    slaOver: (t: string) => `LEWAT SLA ${t}`,
-    acked: (who: string) => `✓ ${who}`,
-    cleared: 'selesai',
-    critical: 'kritis',
-  },
-  en: {
-    title: 'City Sensor Command Centre',
-    live: 'CONNECTED',
-    down: 'DISCONNECTED — reconnecting…',
-    banner: 'Lost the connection to the server: the numbers on screen may be out of date',
-    updated: (s: string) => `updated ${s} ago`,
-    never: 'no data yet',
-    stale: 'STALE',
-    offline: 'OFFLINE',
-    kinds: {
-      'river-level': 'River Water Level',
-      'rain-gauge': 'Rainfall',
-      'air-quality': 'Air Quality (ISPU)',
-      'crowd-counter': 'Market Crowding',
-    },
-    map: 'Sensor Map',
-    alarms: 'Active Conditions',
-    noAlarms: 'No active conditions',
-    people: 'people',
-    inOut: 'in/out',
-    highest: 'highest',
-    worst: 'worst',
-    busiest: 'busiest',
-    wettest: 'wettest',
-    ofCapacity: 'of capacity',
-    rise: 'rising',
-    perHour: 'cm/h',
-    all: 'All areas',
-    alarmText: {
-      river: 'River',
-      ispu: 'ISPU',
-      occupancy: 'Market full',
-      offline: 'Device offline',
-      stale: 'Stale data',
-      rise: 'Fast rise',
-      battery: 'Battery low',
-      completeness: 'Incomplete data',
-    },
-    slaLeft: (t: string) => `SLA ${t}`,
-    slaOver: (t: string) => `SLA OVERDUE ${t}`,
-    acked: (who: string) => `✓ ${who}`,
-    cleared: 'cleared',
-    critical: 'critical',
-  },
-}[lang]
+const TEXT = WALL_TEXT[lang]
 
 const KIND_ORDER: DeviceKind[] = ['river-level', 'air-quality', 'crowd-counter', 'rain-gauge']
 type Severity = 'ok' | 'warning' | 'alert' | 'critical' | 'stale'
@@ -146,10 +58,10 @@ function scopeFromParams(): Scope {
 
 function ago(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000))
-  if (s < 60) return lang === 'id' ? `${s} dtk` : `${s} s`
+  if (s < 60) return TEXT.seconds(fmt(s))
   const m = Math.round(s / 60)
-  if (m < 60) return lang === 'id' ? `${m} mnt` : `${m} min`
-  return lang === 'id' ? `${Math.round(m / 60)} jam` : `${Math.round(m / 60)} h`
+  if (m < 60) return TEXT.minutes(fmt(m))
+  return TEXT.hours(fmt(Math.round(m / 60)))
 }
 
 function fmt(value: number | undefined | null, digits = 0): string {
@@ -163,9 +75,15 @@ function esc(s: string): string {
 }
 
 function riverLabel(level: RiverLevel): string {
-  const l = RIVER_LEVEL_LABELS[level]
-  if (level === 'normal') return lang === 'id' ? 'Normal' : 'Normal'
-  return lang === 'id' ? `${l.jakarta} / ${l.bnpb}` : `${l.en} (${l.bnpb} / ${l.jakarta})`
+  return TEXT.riverLevel(RIVER_LEVEL_LABELS[level], level === 'normal')
+}
+
+/** Rate of rise; below 10 cm/h with a decimal, so that a slow fall never reads as "▼ 0". */
+function riseText(cmPerHour: number): string {
+  const digits = Math.abs(cmPerHour) < 10 ? 1 : 0
+  const shown = Number(cmPerHour.toFixed(digits))
+  const arrow = shown > 0 ? '▲ ' : shown < 0 ? '▼ ' : ''
+  return `${arrow}${fmt(Math.abs(shown), digits)} ${TEXT.perHour}`
 }
 
 function ispuLabel(category: string): string {
@@ -227,6 +145,9 @@ function sparkline(points: ReadonlyArray<number | null> | undefined): string {
     const x = (i / Math.max(1, points.length - 1)) * 120
     const y = 28 - ((p - min) / (max - min)) * 26
     current.push(`${x.toFixed(1)},${y.toFixed(1)}`)
+    // A minute with no neighbour would be a line of no length, which draws nothing (as after a start).
+    if (points[i - 1] == null && points[i + 1] == null)
+      current.push(`${(x - 0.6).toFixed(1)},${y.toFixed(1)}`)
   })
   if (current.length > 0) segments.push(current.join(' '))
   return `<svg class="spark" viewBox="0 0 120 30" preserveAspectRatio="none">${segments
@@ -242,10 +163,7 @@ function mainValue(d: DeviceLive): { value: string; unit: string; extra: string;
       return {
         value: fmt(f.waterLevel),
         unit: 'cm',
-        extra: [
-          rise == null ? '' : `${rise >= 0 ? '▲' : '▼'} ${fmt(Math.abs(rise))} ${TEXT.perHour}`,
-          f.flow === undefined ? '' : `${fmt(f.flow, 1)} m³/s`,
-        ]
+        extra: [rise == null ? '' : riseText(rise), f.flow === undefined ? '' : `${fmt(f.flow, 1)} m³/s`]
           .filter(Boolean)
           .join(' · '),
         badge: d.river && d.river.level !== 'normal' ? riverLabel(d.river.level) : undefined,
@@ -255,15 +173,16 @@ function mainValue(d: DeviceLive): { value: string; unit: string; extra: string;
       return {
         value: fmt(f.rainfall, 1),
         unit: 'mm',
-        extra: `1 j: ${fmt(d.windows.rainfall?.h1?.[2], 1)} mm maks`,
+        extra: TEXT.rainMax1h(fmt(d.windows.rainfall?.h1?.[2], 1)),
       }
     case 'air-quality':
       return {
         value: fmt(d.ispu?.value),
         unit: 'ISPU',
+        // The critical pollutant with its own concentration: the one that sets the ISPU.
         extra: d.ispu
-          ? `${ispuLabel(d.ispu.category)} · ${d.ispu.critical.toUpperCase()} · PM2.5 ${fmt(f.pm25)} µg/m³`
-          : `PM2.5 ${fmt(f.pm25)} µg/m³`,
+          ? `${ispuLabel(d.ispu.category)} · ${pollutantName(d.ispu.critical)} ${fmt(f[d.ispu.critical])} µg/m³`
+          : `${pollutantName('pm25')} ${fmt(f.pm25)} µg/m³`,
       }
     case 'crowd-counter':
       return {
@@ -300,7 +219,7 @@ function renderDevices(now: number, inView: DeviceLive[]) {
       return `<div class="${cls.join(' ')}" data-device="${esc(d.id)}" data-status="${d.status}">
         <div class="name">${esc(d.name)}</div>
         <div class="extra">${esc(d.district)}, ${esc(d.regency)}</div>
-        <div class="value" data-value>${v.value}<span class="unit">${esc(v.unit)}</span>${badge}</div>
+        <div class="value" data-value>${v.value}<wbr><span class="unit">${esc(v.unit)}</span>${badge}</div>
         <div class="extra">${esc(v.extra)}</div>
         <div class="extra" data-age>${age}</div>
       </div>`
@@ -348,7 +267,7 @@ function renderSummary(inView: DeviceLive[]) {
           big: fmt(h?.waterLevel),
           unit: 'cm',
           sub: h
-            ? `${riverLabel(h.level)}${h.riseCmPerHour == null ? '' : ` · ${h.riseCmPerHour >= 0 ? '▲' : '▼'} ${fmt(Math.abs(h.riseCmPerHour))} ${TEXT.perHour}`}`
+            ? `${riverLabel(h.level)}${h.riseCmPerHour == null ? '' : ` · ${riseText(h.riseCmPerHour)}`}`
             : '–',
           where: d ? `${d.name}` : '',
           sev: d ? severityOf(d) : 'stale',
@@ -363,7 +282,7 @@ function renderSummary(inView: DeviceLive[]) {
         card(kind, TEXT.worst, {
           big: fmt(w?.value),
           unit: 'ISPU',
-          sub: w ? `${ispuLabel(w.category)} · ${w.critical.toUpperCase()}` : '–',
+          sub: w ? `${ispuLabel(w.category)} · ${pollutantName(w.critical)}` : '–',
           where: d ? d.name : '',
           sev: d ? severityOf(d) : 'stale',
           spark: d?.spark?.points,
@@ -393,7 +312,7 @@ function renderSummary(inView: DeviceLive[]) {
         card(kind, TEXT.wettest, {
           big: fmt(d?.latest?.fields.rainfall, 1),
           unit: 'mm',
-          sub: d ? `1 j maks ${fmt(d.windows.rainfall?.h1?.[2], 1)} mm` : '–',
+          sub: d ? TEXT.rainMax1h(fmt(d.windows.rainfall?.h1?.[2], 1)) : '–',
           where: d ? d.name : '',
           sev: d ? 'ok' : 'stale',
           spark: d?.spark?.points,
@@ -402,74 +321,243 @@ function renderSummary(inView: DeviceLive[]) {
       )
     }
   }
-  document.getElementById('summary')!.innerHTML = cards.join('')
+  const summary = document.getElementById('summary')!
+  summary.innerHTML = cards.join('')
+  // A key number wider than its card (four digits and a long unit on a small screen) is scaled to fit.
+  for (const big of summary.querySelectorAll<HTMLElement>('.big')) {
+    if (big.scrollWidth > big.clientWidth && big.clientWidth > 0) {
+      const px = Number.parseFloat(getComputedStyle(big).fontSize)
+      big.style.fontSize = `${Math.floor((px * big.clientWidth * 0.97) / big.scrollWidth)}px`
+    }
+  }
 }
 
+interface Box {
+  x0: number
+  y0: number
+  x1: number
+  y1: number
+}
+
+const overlaps = (a: Box, b: Box) => a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1
+
+/** Map text sizes in drawing units; the drawing is about as wide as the panel, so about CSS px. */
+const MAP_LABEL = 15
+const MAP_REGENCY = 17
+
+/**
+ * Box of a one-line label whose anchor is at (x, y). DejaVu Sans averages under 0.6 em a character, so
+ * 0.62 em keeps the estimate on the safe side without measuring text on every render.
+ */
+function labelBox(text: string, size: number, x: number, y: number, anchor: 'start' | 'middle' | 'end'): Box {
+  const w = text.length * size * 0.62
+  const x0 = anchor === 'start' ? x : anchor === 'end' ? x - w : x - w / 2
+  return { x0, y0: y - size * 0.85, x1: x0 + w, y1: y + size * 0.3 }
+}
+
+/** Columns for n panels in a W×H drawing: the layout whose panels are the largest squares. */
+function mapColumns(n: number, W: number, H: number): number {
+  let best = 1
+  let bestSide = 0
+  for (let cols = 1; cols <= n; cols++) {
+    const side = Math.min(W / cols, H / Math.ceil(n / cols))
+    if (side > bestSide + 1e-9) {
+      best = cols
+      bestSide = side
+    }
+  }
+  return best
+}
+
+/**
+ * Widths of the panels in a row: by weight (a regency with more districts gets more room, one site needs
+ * little), but never narrower than the panel's heading while the row has room for all headings.
+ */
+function rowWidths(cells: ReadonlyArray<{ weight: number; min: number }>, W: number): number[] {
+  const widths = cells.map(() => 0)
+  const fixed = cells.map(() => false)
+  if (cells.reduce((s, c) => s + c.min, 0) > W) {
+    const total = cells.reduce((s, c) => s + c.weight, 0)
+    return cells.map((c) => (W * c.weight) / total)
+  }
+  // Each pass fixes at least one more panel at its minimum, so at most one pass per panel.
+  for (let pass = 0; pass <= cells.length; pass++) {
+    const free = W - cells.reduce((s, c, i) => s + (fixed[i] ? c.min : 0), 0)
+    const total = cells.reduce((s, c, i) => s + (fixed[i] ? 0 : c.weight), 0)
+    let changed = false
+    cells.forEach((c, i) => {
+      widths[i] = fixed[i] ? c.min : (free * c.weight) / total
+      if (!fixed[i] && widths[i]! < c.min) {
+        fixed[i] = true
+        changed = true
+      }
+    })
+    if (!changed) break
+  }
+  return widths
+}
+
+/**
+ * One regency in its box: devices to scale (true aspect, never closer than ~1 km), one label per district
+ * placed where it hides no other label, or left out when there is no such place.
+ */
+function mapRegion(
+  devs: DeviceLive[],
+  cell: { x: number; y: number; w: number; h: number },
+  heading: string | undefined,
+): string {
+  const pad = 26
+  const top = cell.y + (heading === undefined ? 0 : MAP_REGENCY + 12)
+  const inner = { x0: cell.x + pad, y0: top + pad, x1: cell.x + cell.w - pad, y1: cell.y + cell.h - pad }
+  const minLat = Math.min(...devs.map((d) => d.latitude))
+  const maxLat = Math.max(...devs.map((d) => d.latitude))
+  const minLon = Math.min(...devs.map((d) => d.longitude))
+  const maxLon = Math.max(...devs.map((d) => d.longitude))
+  const kx = Math.cos((((minLat + maxLat) / 2) * Math.PI) / 180)
+  const spanX = Math.max((maxLon - minLon) * kx, 0.01)
+  const spanY = Math.max(maxLat - minLat, 0.01)
+  const scale = Math.max(0, Math.min((inner.x1 - inner.x0) / spanX, (inner.y1 - inner.y0) / spanY))
+  const midX = (inner.x0 + inner.x1) / 2
+  const midY = (inner.y0 + inner.y1) / 2
+  const px = (lon: number) => midX + (lon - (minLon + maxLon) / 2) * kx * scale
+  const py = (lat: number) => midY - (lat - (minLat + maxLat) / 2) * scale
+  const order: Severity[] = ['stale', 'ok', 'warning', 'alert', 'critical']
+  const placed = devs
+    .map((d) => {
+      const sev = severityOf(d)
+      return {
+        d,
+        sev,
+        x: px(d.longitude),
+        y: py(d.latitude),
+        r: sev === 'critical' ? 11 : sev === 'alert' || sev === 'warning' ? 9 : 7,
+      }
+    })
+    .sort((a, b) => order.indexOf(a.sev) - order.indexOf(b.sev))
+  const parts: string[] = []
+  const taken: Box[] = []
+  if (heading !== undefined) {
+    parts.push(
+      `<rect class="map-cell" x="${(cell.x + 2).toFixed(1)}" y="${(cell.y + 2).toFixed(1)}" width="${(cell.w - 4).toFixed(1)}" height="${(cell.h - 4).toFixed(1)}" rx="6"/>`,
+    )
+    const hx = cell.x + cell.w / 2
+    const hy = cell.y + MAP_REGENCY + 6
+    parts.push(
+      `<text class="map-regency" x="${hx.toFixed(1)}" y="${hy.toFixed(1)}" text-anchor="middle">${esc(heading)}</text>`,
+    )
+    taken.push(labelBox(heading, MAP_REGENCY, hx, hy, 'middle'))
+  }
+  // Regions as soft hulls: one circle per device, merged visually by the fill.
+  for (const p of placed)
+    parts.push(`<circle class="map-land" cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="22"/>`)
+  for (const p of placed)
+    parts.push(
+      `<circle class="dot" data-map="${esc(p.d.id)}" cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="${p.r}" fill="${SEVERITY_COLOUR[p.sev]}"><title>${esc(p.d.name)}</title></circle>`,
+    )
+  const dots: Box[] = placed.map((p) => ({ x0: p.x - p.r, y0: p.y - p.r, x1: p.x + p.r, y1: p.y + p.r }))
+  const districts = new Map<string, typeof placed>()
+  for (const p of placed) districts.set(p.d.district, [...(districts.get(p.d.district) ?? []), p])
+  const bounds = { x0: cell.x + 4, y0: top, x1: cell.x + cell.w - 4, y1: cell.y + cell.h - 4 }
+  const inside = (b: Box) => b.x0 >= bounds.x0 && b.x1 <= bounds.x1 && b.y0 >= bounds.y0 && b.y1 <= bounds.y1
+  // The districts with most devices choose first.
+  const byCount = [...districts].sort((a, b) => b[1].length - a[1].length || a[0].localeCompare(b[0]))
+  for (const [name, ps] of byCount) {
+    const x0 = Math.min(...ps.map((p) => p.x - p.r))
+    const x1 = Math.max(...ps.map((p) => p.x + p.r))
+    const y0 = Math.min(...ps.map((p) => p.y - p.r))
+    const y1 = Math.max(...ps.map((p) => p.y + p.r))
+    const cx = (x0 + x1) / 2
+    const cy = (y0 + y1) / 2
+    const s = MAP_LABEL
+    const candidates: Array<[number, number, 'start' | 'middle' | 'end']> = [
+      [cx, y1 + s + 2, 'middle'],
+      [cx, y0 - 6, 'middle'],
+      [x1 + 6, cy + s * 0.3, 'start'],
+      [x0 - 6, cy + s * 0.3, 'end'],
+      [cx, y1 + 2 * s + 6, 'middle'],
+      [cx, y0 - s - 10, 'middle'],
+      [x1 + 6, cy + s * 1.5, 'start'],
+      [x0 - 6, cy + s * 1.5, 'end'],
+      [x1 + 6, cy - s * 0.9, 'start'],
+      [x0 - 6, cy - s * 0.9, 'end'],
+      // Then next to any one of the district's devices.
+      ...ps.flatMap(
+        (p): Array<[number, number, 'start' | 'middle' | 'end']> => [
+          [p.x, p.y + p.r + s + 2, 'middle'],
+          [p.x, p.y - p.r - 6, 'middle'],
+          [p.x + p.r + 6, p.y + s * 0.3, 'start'],
+          [p.x - p.r - 6, p.y + s * 0.3, 'end'],
+        ],
+      ),
+    ]
+    const fits = (avoidDots: boolean) => {
+      for (const [x, y, anchor] of candidates) {
+        let b = labelBox(name, s, x, y, anchor)
+        // A centred label near the edge slides inwards rather than giving up its place.
+        let ax = x
+        if (anchor === 'middle') {
+          const shift = b.x0 < bounds.x0 ? bounds.x0 - b.x0 : b.x1 > bounds.x1 ? bounds.x1 - b.x1 : 0
+          ax += shift
+          b = { ...b, x0: b.x0 + shift, x1: b.x1 + shift }
+        }
+        if (!inside(b) || taken.some((t) => overlaps(t, b))) continue
+        if (avoidDots && dots.some((t) => overlaps(t, b))) continue
+        return { x: ax, y, anchor, b }
+      }
+      return undefined
+    }
+    const spot = fits(true) ?? fits(false)
+    if (!spot) continue
+    taken.push(spot.b)
+    parts.push(
+      `<text class="map-label" x="${spot.x.toFixed(1)}" y="${spot.y.toFixed(1)}" text-anchor="${spot.anchor}">${esc(name)}</text>`,
+    )
+  }
+  return parts.join('')
+}
+
+/**
+ * The map: one panel per regency, west to east, each to its own scale. Regencies lie tens of kilometres
+ * apart and a city's sensors within a few, so on one common scale a city shrinks to a blot of dots and
+ * overlapping names.
+ */
 function renderMap(inView: DeviceLive[]) {
   const el = document.getElementById('map')!
   if (inView.length === 0) {
     el.innerHTML = ''
     return
   }
+  // The drawing takes the shape of its panel, so that it fills it at any screen size.
   const W = 640
-  const H = 330
-  const pad = 40
-  const minLat = Math.min(...inView.map((d) => d.latitude))
-  const maxLat = Math.max(...inView.map((d) => d.latitude))
-  const minLon = Math.min(...inView.map((d) => d.longitude))
-  const maxLon = Math.max(...inView.map((d) => d.longitude))
-  const midLat = (minLat + maxLat) / 2
-  const kx = Math.cos((midLat * Math.PI) / 180)
-  // Keep the aspect ratio true to the ground and never zoom in closer than ~1 km.
-  const spanX = Math.max((maxLon - minLon) * kx, 0.01)
-  const spanY = Math.max(maxLat - minLat, 0.01)
-  const scale = Math.min((W - 2 * pad) / spanX, (H - 2 * pad) / spanY)
-  const cx = (minLon + maxLon) / 2
-  const cy = (minLat + maxLat) / 2
-  const px = (lon: number) => W / 2 + (lon - cx) * kx * scale
-  const py = (lat: number) => H / 2 - (lat - cy) * scale
-  // Regions as soft hulls: one circle per device, merged visually by the fill.
-  const land = inView
-    .map(
-      (d) =>
-        `<circle class="map-land" cx="${px(d.longitude).toFixed(1)}" cy="${py(d.latitude).toFixed(1)}" r="26"/>`,
+  const H =
+    el.clientWidth > 0 && el.clientHeight > 0
+      ? Math.min(1600, Math.max(160, Math.round((W * el.clientHeight) / el.clientWidth)))
+      : 330
+  const byRegency = new Map<string, DeviceLive[]>()
+  for (const d of inView) byRegency.set(d.regency, [...(byRegency.get(d.regency) ?? []), d])
+  const meanLon = (ds: DeviceLive[]) => ds.reduce((s, d) => s + d.longitude, 0) / ds.length
+  const regions = [...byRegency].sort((a, b) => meanLon(a[1]) - meanLon(b[1]))
+  const cols = mapColumns(regions.length, W, H)
+  const rows = Math.ceil(regions.length / cols)
+  const h = H / rows
+  const drawn: string[] = []
+  for (let row = 0; row < rows; row++) {
+    const inRow = regions.slice(row * cols, row * cols + cols)
+    const widths = rowWidths(
+      inRow.map(([name, ds]) => ({
+        weight: 1 + new Set(ds.map((d) => d.district)).size,
+        min: regions.length > 1 ? labelBox(name, MAP_REGENCY, 0, 0, 'start').x1 + 16 : 0,
+      })),
+      W,
     )
-    .join('')
-  const districts = new Map<string, { lat: number; lon: number; n: number; regency: string }>()
-  const regencies = new Map<string, { lat: number; lon: number; n: number }>()
-  for (const d of inView) {
-    const k = `${d.regency}|${d.district}`
-    const e = districts.get(k) ?? { lat: 0, lon: 0, n: 0, regency: d.regency }
-    e.lat += d.latitude
-    e.lon += d.longitude
-    e.n++
-    districts.set(k, e)
-    const r = regencies.get(d.regency) ?? { lat: 0, lon: 0, n: 0 }
-    r.lat = Math.max(r.lat === 0 ? -90 : r.lat, d.latitude)
-    r.lon += d.longitude
-    r.n++
-    regencies.set(d.regency, r)
-  }
-  const labels = [...districts].map(([k, e]) => {
-    const name = k.split('|')[1]!
-    return `<text class="map-label" x="${px(e.lon / e.n).toFixed(1)}" y="${(py(e.lat / e.n) + 22).toFixed(1)}" text-anchor="middle">${esc(name)}</text>`
-  })
-  const regencyLabels =
-    regencies.size > 1
-      ? [...regencies].map(
-          ([name, r]) =>
-            `<text class="map-regency" x="${px(r.lon / r.n).toFixed(1)}" y="${(py(r.lat) - 30).toFixed(1)}" text-anchor="middle">${esc(name)}</text>`,
-        )
-      : []
-  const order: Severity[] = ['stale', 'ok', 'warning', 'alert', 'critical']
-  const dots = [...inView]
-    .sort((a, b) => order.indexOf(severityOf(a)) - order.indexOf(severityOf(b)))
-    .map((d) => {
-      const sev = severityOf(d)
-      const r = sev === 'critical' ? 11 : sev === 'alert' || sev === 'warning' ? 9 : 7
-      return `<circle class="dot" data-map="${esc(d.id)}" cx="${px(d.longitude).toFixed(1)}" cy="${py(d.latitude).toFixed(1)}" r="${r}" fill="${SEVERITY_COLOUR[sev]}"><title>${esc(d.name)}</title></circle>`
+    let x = 0
+    inRow.forEach(([name, ds], i) => {
+      const w = widths[i]!
+      drawn.push(mapRegion(ds, { x, y: row * h, w, h }, regions.length > 1 ? name : undefined))
+      x += w
     })
-  el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${TEXT.map}">${land}${labels.join('')}${regencyLabels.join('')}${dots.join('')}</svg>`
+  }
+  el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(TEXT.map)}">${drawn.join('')}</svg>`
 }
 
 function renderAlarms(now: number) {
@@ -496,14 +584,38 @@ function renderAlarms(now: number) {
     }
     return `<li class="${cls}" data-alarm="${esc(a.id)}" data-state="${esc(a.state ?? 'active')}"><span class="what">${esc(what)}</span><span>${esc(a.name)}</span><span class="since">${esc(status)}</span></li>`
   })
-  if (alarms.length > 14) rows.push(`<li class="none">+${alarms.length - 14}</li>`)
+  if (alarms.length > 14) rows.push(`<li class="more">${esc(TEXT.more(fmt(alarms.length - 14)))}</li>`)
   el.innerHTML = rows.join('')
+}
+
+/** Tile sizes to try, largest first: a wall has no scroll bar, so a tile below the edge is never seen. */
+const FIT_STEPS = [1, 0.92, 0.85, 0.78, 0.72, 0.66, 0.6]
+let fitStep = 0
+
+/** Shrinks the device tiles until they fit their panel and grows them back when there is room again. */
+function fitDevices() {
+  const panel = document.querySelector<HTMLElement>('.panel-devices')!
+  const kinds = document.getElementById('kinds')!
+  if (panel.clientHeight === 0) return
+  const apply = (i: number) => kinds.style.setProperty('--fit', String(FIT_STEPS[i]))
+  const over = () => kinds.scrollHeight > panel.clientHeight + 1 || kinds.scrollWidth > panel.clientWidth + 1
+  apply(fitStep)
+  while (over() && fitStep < FIT_STEPS.length - 1) apply(++fitStep)
+  while (fitStep > 0) {
+    apply(fitStep - 1)
+    if (over()) {
+      apply(fitStep)
+      break
+    }
+    fitStep--
+  }
 }
 
 function render() {
   const now = Date.now() + serverSkew
   const inView = [...devices.values()]
   renderDevices(now, inView)
+  fitDevices()
   renderSummary(inView)
   renderMap(inView)
   renderAlarms(now)
@@ -611,12 +723,15 @@ function describeScope(): string {
   return parts.length === 0 ? TEXT.all : parts.join(' · ')
 }
 
+document.title = TEXT.title
 document.getElementById('title')!.textContent = TEXT.title
 document.getElementById('scope')!.textContent = describeScope()
 document.getElementById('h-map')!.textContent = TEXT.map
 document.getElementById('h-alarms')!.textContent = TEXT.alarms
 document.documentElement.lang = lang
 setupViews()
-setConnected(false)
+const conn = document.getElementById('conn')!
+conn.textContent = TEXT.connecting
+conn.className = 'conn conn-down'
 connect()
 setInterval(render, 1000)

@@ -2,7 +2,15 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api'
 import { z } from 'zod'
-import { DeviceIdSchema, DeviceKindSchema } from '../firmware-contracts/index.ts'
+import { CURRENT_ISPU_TABLE, ISPU_TABLES } from '../dashboard-api/aggregates/ispu.ts'
+import { riverThresholds } from '../dashboard-api/aggregates/river-status.ts'
+import { RULE_DEFAULTS, type RuleSettingKey } from '../dashboard-api/alarms/rules.ts'
+import {
+  DEVICE_KINDS,
+  DeviceIdSchema,
+  type DeviceKind,
+  DeviceKindSchema,
+} from '../firmware-contracts/index.ts'
 import { appendRows } from './duckdb-append.ts'
 import { tagValueProblem } from './store/schema.ts'
 
@@ -28,22 +36,193 @@ const PlaceNameSchema = z
       ctx.addIssue({ code: 'custom', message: `a name that ${problem}`, input: value })
   })
 
-export const NewDeviceSchema = z.strictObject({
-  // `internal-` names belong to the broker's internal platform clients.
-  id: DeviceIdSchema.refine((id) => !id.startsWith('internal-'), 'the prefix internal- is reserved'),
-  kind: DeviceKindSchema,
-  name: z.string().trim().min(1).max(120),
-  regency: PlaceNameSchema,
-  district: PlaceNameSchema,
-  latitude: z.number().min(-90).max(90),
-  longitude: z.number().min(-180).max(180),
-  reportingIntervalMs: z.number().int().min(1000).max(86_400_000).default(60_000),
-  /** Per-device thresholds set at installation, e.g. a river gauge's `waspada`/`siaga`/`awas` in cm. */
-  thresholds: z.record(z.string().max(40), z.number()).optional(),
-  notes: z.string().max(2000).optional(),
-  /** Added to a river gauge's water level (cm) to correct its zero; other kinds have none in contract v1. */
-  calibrationOffset: z.number().min(-100_000).max(100_000).default(0),
-})
+type Thresholds = Readonly<Record<string, number>>
+
+/** A threshold the platform cannot use, and why: `key` is the `thresholds` key to fix. */
+export interface ThresholdProblem {
+  readonly key: string
+  readonly message: string
+}
+
+const RIVER_LEVEL_KEYS = ['waspada', 'siaga', 'awas'] as const
+/** The highest ISPU: the scale ends there, so an alarm level above it is never reached. */
+const ISPU_MAX = Math.max(...ISPU_TABLES[CURRENT_ISPU_TABLE].indexPoints)
+
+/** Which kinds read each `thresholds` key (the aggregator's and the alarm rules'; README, Alarms). */
+const THRESHOLD_KINDS = new Map<string, readonly DeviceKind[]>([
+  ...RIVER_LEVEL_KEYS.map((k) => [k, ['river-level']] as const),
+  ['riseCmPerHour', ['river-level']],
+  ['riseBandCmPerHour', ['river-level']],
+  ['ispuAlarm', ['air-quality']],
+  ['ispuBand', ['air-quality']],
+  ['capacity', ['crowd-counter']],
+  ['occupancyAlarmRatio', ['crowd-counter']],
+  ['occupancyBandRatio', ['crowd-counter']],
+  ['batteryLow', DEVICE_KINDS],
+  ['batteryBand', DEVICE_KINDS],
+  ['completenessMin', DEVICE_KINDS],
+  ['completenessBand', DEVICE_KINDS],
+])
+
+/** The `thresholds` keys a kind's aggregates and alarm rules read. */
+export function thresholdKeys(kind: DeviceKind): string[] {
+  return [...THRESHOLD_KINDS].filter(([, kinds]) => kinds.includes(kind)).map(([key]) => key)
+}
+
+/**
+ * Why a device's `thresholds` cannot be used, key by key (empty: all usable). The aggregator and the
+ * alarm rules (`dashboard-api/aggregates/`, `dashboard-api/alarms/rules.ts`) pass over a value they cannot
+ * use without a word: river levels that are incomplete or fall left the gauge without a river status and
+ * without river and rise alarms, a capacity of 0 left a market without occupancy, a key of another kind or
+ * misspelt was never read. So they are refused here, where the installer can still correct them.
+ */
+export function thresholdProblems(kind: DeviceKind, t: Thresholds | undefined): ThresholdProblem[] {
+  if (t === undefined) return []
+  const problems: ThresholdProblem[] = []
+  const has = (key: string) => Object.hasOwn(t, key)
+  const value = (key: RuleSettingKey) => (has(key) ? t[key]! : RULE_DEFAULTS[key])
+  const refuse = (key: string, message: string) => {
+    if (!problems.some((p) => p.key === key)) problems.push({ key, message: `${key} ${message}` })
+  }
+  for (const key of Object.keys(t)) {
+    if (!THRESHOLD_KINDS.get(key)?.includes(kind))
+      refuse(key, `is not a threshold of a ${kind} device; it takes ${thresholdKeys(kind).join(', ')}`)
+  }
+  /** A value that must be above `min` (or at least `min`, when `inclusive`). */
+  const floor = (key: string, min: number, inclusive: boolean, why: string) => {
+    if (has(key) && (inclusive ? !(t[key]! >= min) : !(t[key]! > min))) refuse(key, `${t[key]}: ${why}`)
+  }
+  /** A value that must be below `max` (or at most `max`, when `inclusive`). */
+  const ceiling = (key: string, max: number, inclusive: boolean, why: string) => {
+    if (has(key) && (inclusive ? !(t[key]! <= max) : !(t[key]! < max))) refuse(key, `${t[key]}: ${why}`)
+  }
+  /** A band whose clear bound the value never crosses: the alarm, once raised, would never clear. */
+  const band = (at: RuleSettingKey, by: RuleSettingKey, clears: boolean, why: string) => {
+    if ((has(at) || has(by)) && !clears && !problems.some((p) => p.key === at || p.key === by))
+      refuse(has(by) ? by : at, why)
+  }
+
+  if (kind === 'river-level') {
+    const levels = RIVER_LEVEL_KEYS.filter(has)
+    if (levels.length > 0 && levels.length < RIVER_LEVEL_KEYS.length) {
+      for (const key of RIVER_LEVEL_KEYS.filter((k) => !has(k)))
+        refuse(
+          key,
+          'is missing: a river gauge takes its alert levels waspada, siaga and awas all three or none',
+        )
+    } else if (levels.length > 0 && riverThresholds(t) === undefined) {
+      if (!(t.siaga! >= t.waspada!))
+        refuse('siaga', `${t.siaga} is below waspada ${t.waspada}: the levels rise, waspada ≤ siaga ≤ awas`)
+      else refuse('awas', `${t.awas} is below siaga ${t.siaga}: the levels rise, waspada ≤ siaga ≤ awas`)
+    }
+    if (levels.length === 0) {
+      for (const key of ['riseCmPerHour', 'riseBandCmPerHour'].filter(has))
+        refuse(
+          key,
+          'has no effect without the alert levels waspada, siaga and awas: the gauge has no rise alarm',
+        )
+    }
+    floor(
+      'riseCmPerHour',
+      0,
+      false,
+      'must be above 0 cm/h: the alarm would be raised while the water stands still',
+    )
+    floor('riseBandCmPerHour', 0, true, 'must be 0 or more')
+    band(
+      'riseCmPerHour',
+      'riseBandCmPerHour',
+      value('riseBandCmPerHour') < value('riseCmPerHour'),
+      `leaves the rise alarm open while the water stands still: riseBandCmPerHour (${value('riseBandCmPerHour')}) must be below riseCmPerHour (${value('riseCmPerHour')})`,
+    )
+  }
+  if (kind === 'air-quality') {
+    floor('ispuAlarm', 0, false, 'must be above 0: the alarm would be raised in clean air')
+    ceiling('ispuAlarm', ISPU_MAX, true, `must be at most ${ISPU_MAX}, where the ISPU scale ends`)
+    floor('ispuBand', 0, true, 'must be 0 or more')
+    band(
+      'ispuAlarm',
+      'ispuBand',
+      value('ispuBand') < value('ispuAlarm'),
+      `would keep the ISPU alarm open forever: ispuBand (${value('ispuBand')}) must be below ispuAlarm (${value('ispuAlarm')})`,
+    )
+  }
+  if (kind === 'crowd-counter') {
+    floor(
+      'capacity',
+      0,
+      false,
+      'must be above 0 (people inside at a normal peak): without it the market has no occupancy',
+    )
+    if (!has('capacity')) {
+      for (const key of ['occupancyAlarmRatio', 'occupancyBandRatio'].filter(has))
+        refuse(key, 'has no effect without capacity: the market has no occupancy and no occupancy alarm')
+    }
+    floor('occupancyAlarmRatio', 0, false, 'must be above 0: the alarm would be raised in an empty market')
+    floor('occupancyBandRatio', 0, true, 'must be 0 or more')
+    band(
+      'occupancyAlarmRatio',
+      'occupancyBandRatio',
+      value('occupancyBandRatio') < value('occupancyAlarmRatio'),
+      `would keep the occupancy alarm open forever: occupancyBandRatio (${value('occupancyBandRatio')}) must be below occupancyAlarmRatio (${value('occupancyAlarmRatio')})`,
+    )
+  }
+  // Battery is a percentage, completeness a share of the expected readings.
+  floor('batteryLow', 0, true, 'must be 0 or more (%)')
+  ceiling('batteryLow', 100, false, 'must be below 100 (%): the alarm would be raised on a full battery')
+  floor('batteryBand', 0, true, 'must be 0 or more')
+  band(
+    'batteryLow',
+    'batteryBand',
+    value('batteryLow') + value('batteryBand') < 100,
+    `would keep the battery alarm open forever: batteryLow + batteryBand (${value('batteryLow')} + ${value('batteryBand')}) must be below 100 %`,
+  )
+  floor('completenessMin', 0, false, 'must be above 0: the alarm could never be raised')
+  ceiling(
+    'completenessMin',
+    1,
+    true,
+    'must be at most 1 (a share): the alarm would be raised on complete data',
+  )
+  floor('completenessBand', 0, true, 'must be 0 or more')
+  band(
+    'completenessMin',
+    'completenessBand',
+    value('completenessMin') + value('completenessBand') <= 1,
+    `would keep the completeness alarm open forever: completenessMin + completenessBand (${value('completenessMin')} + ${value('completenessBand')}) must be at most 1`,
+  )
+  return problems
+}
+
+function thresholdIssues(kind: DeviceKind, t: Thresholds | undefined) {
+  return thresholdProblems(kind, t).map((p) => ({
+    code: 'custom' as const,
+    path: ['thresholds', p.key],
+    message: p.message,
+    input: t?.[p.key],
+  }))
+}
+
+export const NewDeviceSchema = z
+  .strictObject({
+    // `internal-` names belong to the broker's internal platform clients.
+    id: DeviceIdSchema.refine((id) => !id.startsWith('internal-'), 'the prefix internal- is reserved'),
+    kind: DeviceKindSchema,
+    name: z.string().trim().min(1).max(120),
+    regency: PlaceNameSchema,
+    district: PlaceNameSchema,
+    latitude: z.number().min(-90).max(90),
+    longitude: z.number().min(-180).max(180),
+    reportingIntervalMs: z.number().int().min(1000).max(86_400_000).default(60_000),
+    /** Per-device thresholds set at installation, e.g. a river gauge's `waspada`/`siaga`/`awas` in cm. */
+    thresholds: z.record(z.string().max(40), z.number()).optional(),
+    notes: z.string().max(2000).optional(),
+    /** Added to a river gauge's water level (cm) to correct its zero; other kinds have none in contract v1. */
+    calibrationOffset: z.number().min(-100_000).max(100_000).default(0),
+  })
+  .superRefine((d, ctx) => {
+    for (const issue of thresholdIssues(d.kind, d.thresholds)) ctx.addIssue(issue)
+  })
 export type NewDevice = z.input<typeof NewDeviceSchema>
 
 /** What an installer may change after registration; id and kind are fixed (re-register instead). */
@@ -473,6 +652,9 @@ export class DeviceRegistry extends EventEmitter<{ changed: [change: RegistryCha
       if (entry === undefined) throw new RegistryError('device_not_found', `device ${id} is not registered`)
       if (entry.device.status === 'decommissioned')
         throw new RegistryError('invalid_transition', `device ${id} is decommissioned`)
+      // Which thresholds a device can use depends on its kind, which the patch does not carry.
+      const issues = thresholdIssues(entry.device.kind, data.thresholds ?? undefined)
+      if (issues.length > 0) throw new z.ZodError(issues)
       const before = entry.device
       const next: Device = {
         ...before,

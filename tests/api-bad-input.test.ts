@@ -709,6 +709,35 @@ describe('the HTTP API against bad input', () => {
       },
     )
 
+    it.each([
+      ['river levels out of order', { waspada: 200, siaga: 150, awas: 250 }, 'siaga'],
+      ['only waspada', { waspada: 150 }, 'siaga'],
+      ['a misspelt level', { waspada: 150, siaga: 200, Awas: 250 }, 'Awas'],
+      [
+        'a market capacity on a river gauge',
+        { waspada: 150, siaga: 200, awas: 250, capacity: 800 },
+        'capacity',
+      ],
+    ])(
+      'refuses to register or update a river gauge with %s, which the river status would ignore',
+      async (_what, thresholds, key) => {
+        const before = await stored()
+        const created = await send('POST', '/api/v1/devices', {
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ ...RIVER_DEVICE, id: 'fuzz-river-levels', thresholds }),
+        })
+        expectRefused(created, 400, 'bad_request')
+        expect(created.json().error.message).toContain(`→ at thresholds.${key}`)
+        const updated = await send('PATCH', `/api/v1/devices/${RIVER_DEVICE.id}`, {
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ thresholds }),
+        })
+        expectRefused(updated, 400, 'bad_request')
+        expect(updated.json().error.message).toContain(`→ at thresholds.${key}`)
+        expect(await stored()).toBe(before)
+      },
+    )
+
     it('answers wrong bodies and content types on every route that takes a body without a 5xx', async () => {
       const body = fc.oneof(
         { weight: 1, arbitrary: fc.constantFrom(...rawBodies) },

@@ -170,13 +170,21 @@ describe('installer workflow', () => {
         'waspada=150',
         '--threshold',
         'siaga=200',
+        '--threshold',
+        'awas=250',
       ],
       env,
       (s) => lines.push(s),
     )
     expect(code).toBe(0)
     const answer = JSON.parse(lines[0]!) as { secret: string; device: { thresholds: unknown } }
-    expect(answer.device.thresholds).toEqual({ waspada: 150, siaga: 200 })
+    expect(answer.device.thresholds).toEqual({ waspada: 150, siaga: 200, awas: 250 })
+    // Levels the river status could not use are refused, naming the one to fix; nothing is changed.
+    lines.length = 0
+    const partial = ['--threshold', 'waspada=150', '--threshold', 'siaga=200']
+    expect(await runDeviceCli(['update', 'dps-river-403', ...partial], env, (s) => lines.push(s))).toBe(1)
+    expect(JSON.parse(lines[0]!)).toMatchObject({ error: { code: 'bad_request' } })
+    expect(JSON.parse(lines[0]!).error.message).toContain('→ at thresholds.awas')
     await connectDevice(platform.mqttUrl, 'dps-river-403', answer.secret).then((c) => c.end(true))
     lines.length = 0
     expect(await runDeviceCli(['revoke', 'dps-river-403'], env, (s) => lines.push(s))).toBe(0)

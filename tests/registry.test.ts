@@ -67,6 +67,8 @@ describe('device registry', () => {
         name: 'Praya rain gauge',
         regency: 'Lombok Tengah',
         district: 'Praya',
+        // A rain gauge has no alert levels: the river's would be refused.
+        thresholds: { batteryLow: 15 },
       },
       'bob',
     )

@@ -24,6 +24,8 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 }
 
 export function registryError(err: unknown): never {
+  // A check the registry makes only once it knows the device (thresholds against its kind, on update).
+  if (err instanceof z.ZodError) throw new HttpError(400, 'bad_request', z.prettifyError(err))
   if (err instanceof RegistryError) {
     const notFound = err.code === 'device_not_found' || err.code === 'installer_not_found'
     throw new HttpError(notFound ? 404 : 409, notFound ? 'not_found' : 'conflict', err.message)

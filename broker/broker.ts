@@ -32,6 +32,18 @@ export interface PlatformBroker {
 
 type Listener = Server | TlsServer | HttpServer
 
+/** The parts of Aedes's persistence (aedes-persistence's interface) that the broker wraps or calls itself. */
+interface SessionStore {
+  addSubscriptions(client: Client, subs: Array<{ topic: string }>): Promise<void>
+  incomingStorePacket(client: Client, packet: PublishPacket): Promise<void>
+  subscriptionsByClient(client: { id: string }): Promise<unknown[]>
+  cleanSubscriptions(client: { id: string }): Promise<void>
+  cleanIncoming(client: { id: string }): Promise<void>
+  delWill(client: { id: string }): Promise<unknown>
+  outgoingStream(client: { id: string }): AsyncIterable<{ messageId?: number }>
+  outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<unknown>
+}
+
 const EMPTY_PAYLOAD = Buffer.alloc(0)
 
 function listen(server: Listener, port: number, host: string): Promise<number> {
@@ -56,6 +68,18 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
   const throttled = new Counter({
     name: 'broker_publishes_throttled_total',
     help: 'Publishes held back because a device exceeded its rate',
+    registers: register,
+  })
+  const sessionsDropped = new Counter({
+    name: 'broker_sessions_dropped_total',
+    help: 'Persistent device sessions the broker dropped, by reason (expired, revoked, decommissioned, registered)',
+    labelNames: ['reason'] as const,
+    registers: register,
+  })
+  const messagesDropped = new Counter({
+    name: 'broker_session_messages_dropped_total',
+    help: 'Messages queued for a device (config, cmd) that went with its dropped persistent session, by reason',
+    labelNames: ['reason'] as const,
     registers: register,
   })
   const guarded = new Counter({
@@ -105,10 +129,7 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
   // [its config, '#'] got SUBACK [1, 0x80] and yet every later QoS 1 message queued for it, other devices'
   // config and commands included, delivered when it reconnected (restored subscriptions are not
   // authorised again). Only what the subscription rule allows is stored.
-  const persistence = (aedes as unknown as { persistence: unknown }).persistence as {
-    addSubscriptions(client: Client, subs: Array<{ topic: string }>): Promise<void>
-    incomingStorePacket(client: Client, packet: PublishPacket): Promise<void>
-  }
+  const persistence = (aedes as unknown as { persistence: unknown }).persistence as SessionStore
   const addSubscriptions = persistence.addSubscriptions.bind(persistence)
   persistence.addSubscriptions = (client, subs) =>
     addSubscriptions(
@@ -119,9 +140,76 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
   // publishes it on arrival and never reads the kept payload. Kept whole, a device that never sent PUBREL
   // held up to 1,000 payloads (MQTT_MAX_PACKET_BYTES each) per connection in the broker thread's memory, and
   // a persistent session kept them across reconnects, 1,000 more each time. Only the packet id is needed.
+  // None at all for a reading whose commit lands after its device's registration ended (revoked or
+  // decommissioned while the reading was on its way to disk): its id would outlive the dropped session
+  // (dropSession), for good. Its connection is closed by then, so no PUBREC is lost; the reading is durable.
   const incomingStorePacket = persistence.incomingStorePacket.bind(persistence)
   persistence.incomingStorePacket = (client, packet) =>
-    incomingStorePacket(client, { ...packet, payload: EMPTY_PAYLOAD })
+    registrationEnded(client)
+      ? Promise.reject(new Error('device registration ended'))
+      : incomingStorePacket(client, { ...packet, payload: EMPTY_PAYLOAD })
+
+  /** A device connection whose registration has ended since it authenticated: revoked, decommissioned, replaced. */
+  const registrationEnded = (client: Client): boolean => {
+    const device = hooks.deviceOf(client)
+    if (device === undefined) return false
+    const current = deps.registry.get(device.id)
+    return (
+      current === undefined ||
+      current.createdAt !== device.createdAt ||
+      (current.status !== 'active' && current.status !== 'provisioned')
+    )
+  }
+
+  /**
+   * Ends a device's persistent session (clean=false) in Aedes's persistence: its subscriptions, the messages
+   * queued for it (sent and not yet acknowledged, or not sent), its unreleased QoS 2 packet ids and its will.
+   * Aedes does this only when a clean CONNECT takes the client id over, so a revoked device's session stayed
+   * in memory for ever, and a new device registered under a decommissioned id found the old device's session
+   * at its first clean=false CONNECT: its subscriptions and the config and commands queued for the old one.
+   * Through the persistence's own interface (Aedes clears a queue packet by packet too), so it holds for any.
+   */
+  const dropSession = async (deviceId: string, reason: string): Promise<void> => {
+    const id = { id: deviceId }
+    try {
+      const subscriptions = (await persistence.subscriptionsByClient(id)).length
+      await persistence.cleanSubscriptions(id)
+      await persistence.cleanIncoming(id)
+      await persistence.delWill(id)
+      let queued = 0
+      for await (const packet of persistence.outgoingStream(id)) {
+        await persistence.outgoingClearMessageId(id, packet)
+        queued++
+      }
+      if (subscriptions === 0 && queued === 0) return
+      sessionsDropped.inc({ reason })
+      messagesDropped.inc({ reason }, queued)
+      deps.log.info({ deviceId, reason, subscriptions, queued }, 'persistent session dropped')
+    } catch (err) {
+      deps.log.warn({ deviceId, reason, err: (err as Error).message }, 'persistent session not dropped')
+    }
+  }
+
+  // MQTT 3.1.1 keeps a persistent session until a clean CONNECT ends it: a device that never comes back (moved,
+  // broken, replaced without decommissioning) kept its subscriptions and every command queued for it. A session
+  // offline for MQTT_SESSION_EXPIRY_S is dropped. By device id, when it went offline (performance.now()),
+  // oldest first: a sweep stops at the first one still in time.
+  const offlineSince = new Map<string, number>()
+  const expiryMs = config.sessionExpiryS * 1000
+  const connected = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients
+  const expiry = setInterval(
+    () => {
+      const cutoff = performance.now() - expiryMs
+      for (const [deviceId, since] of offlineSince) {
+        if (since > cutoff) break
+        offlineSince.delete(deviceId)
+        // Taken up again by a CONNECT on its way to its CONNACK: that session carries on.
+        if (connected[deviceId] === undefined) void dropSession(deviceId, 'expired')
+      }
+    },
+    Math.min(expiryMs, 60_000),
+  )
+  expiry.unref()
 
   // Aedes routes every accepted publish: a packet copy, the offline-session lookup and enqueue (two promise
   // hops for QoS 1), the subscription trie and the `published` hook. For telemetry nobody subscribed to that
@@ -148,6 +236,7 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     deps.metrics.mqttClients.inc()
     const device = hooks.deviceOf(client)
     if (device === undefined) return
+    offlineSince.delete(device.id)
     // Rotated or revoked after this CONNECT was authenticated and before now: no live session to close then,
     // so this one would have outlived it (the old secret kept publishing). Closed before any queued packet.
     const outlived = hooks.outlived(client)
@@ -165,6 +254,11 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     const device = hooks.deviceOf(client)
     if (device === undefined) return
     if (live.get(device.id) === client) live.delete(device.id)
+    // A revoked or replaced device's session is dropped already (onRegistryChange).
+    if (!client.clean && !registrationEnded(client)) {
+      offlineSince.delete(device.id)
+      offlineSince.set(device.id, performance.now())
+    }
     deps.bus.emit('device.status', {
       deviceId: device.id,
       online: false,
@@ -187,17 +281,25 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     return true
   }
 
-  // A revoked, decommissioned or re-keyed device loses its session at once, not at its next reconnect.
+  // A revoked, decommissioned or re-keyed device loses its connection at once, not at its next reconnect.
+  // A revoked or decommissioned one loses its persistent session too, and an id registered again is a new
+  // device (a decommissioned one comes back that way); a re-keyed device is the same one and keeps it.
   const onRegistryChange = (change: { device: { id: string; status: string }; action: string }) => {
+    const id = change.device.id
     const ends =
       change.action === 'rotate-secret'
         ? 'rotated'
         : change.action === 'status' && ['revoked', 'decommissioned'].includes(change.device.status)
           ? change.device.status
           : undefined
-    if (ends === undefined) return
-    hooks.endSessions(change.device.id, ends)
-    disconnect(change.device.id, ends)
+    if (ends !== undefined) {
+      hooks.endSessions(id, ends)
+      disconnect(id, ends)
+    }
+    const drops = change.action === 'register' ? 'registered' : ends === 'rotated' ? undefined : ends
+    if (drops === undefined) return
+    offlineSince.delete(id)
+    void dropSession(id, drops)
   }
   deps.registry.on('changed', onRegistryChange)
 
@@ -291,6 +393,7 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     },
     stop: async () => {
       deps.registry.off('changed', onRegistryChange)
+      clearInterval(expiry)
       const closing = servers.map(
         (server) =>
           new Promise<void>((resolve) => {

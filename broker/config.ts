@@ -46,6 +46,11 @@ export const BrokerEnvSchema = z
     MQTT_DEVICE_FLOOD_LIMIT: envInt(1, 1_000_000).default(200),
     /** Open connections per remote address, loopback included (load tests raise it). */
     MQTT_MAX_CONNECTIONS_PER_IP: envInt(1, 1_000_000).default(500),
+    /**
+     * Seconds a device's persistent session (clean=false) is kept while the device is offline: its
+     * subscriptions and the config/cmd messages queued for it. MQTT 3.1.1 has no expiry of its own.
+     */
+    MQTT_SESSION_EXPIRY_S: envInt(1, 365 * 86_400).default(7 * 86_400),
     /** Internal platform clients: `internal-<name>:<secret>,…`; unset: none accepted. */
     MQTT_INTERNAL_CREDENTIALS: z.string().trim().optional(),
   })
@@ -81,6 +86,7 @@ export interface BrokerConfig {
   readonly deviceBurst: number
   readonly deviceFloodLimit: number
   readonly maxConnectionsPerIp: number
+  readonly sessionExpiryS: number
   readonly internalCredentials: ReadonlyArray<{ readonly name: string; readonly secret: string }>
 }
 
@@ -103,6 +109,7 @@ export function brokerConfigFromEnv(env: Readonly<Record<string, string | undefi
     deviceBurst: e.MQTT_DEVICE_BURST,
     deviceFloodLimit: e.MQTT_DEVICE_FLOOD_LIMIT,
     maxConnectionsPerIp: e.MQTT_MAX_CONNECTIONS_PER_IP,
+    sessionExpiryS: e.MQTT_SESSION_EXPIRY_S,
     internalCredentials: parseInternalCredentials(e.MQTT_INTERNAL_CREDENTIALS ?? '') ?? [],
   }
 }

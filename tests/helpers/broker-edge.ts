@@ -70,6 +70,10 @@ export interface EdgeBroker {
   rotate(id: string, secret: string): void
   /** The registry revokes the device. */
   revoke(id: string): void
+  /** The registry decommissions the device. */
+  decommission(id: string): void
+  /** A decommissioned id registered again (a new record and secret), as POST /devices does. */
+  reregister(id: string, secret: string): Device
   close(): Promise<void>
 }
 
@@ -132,6 +136,25 @@ export async function startEdgeBroker(env: Record<string, string> = {}): Promise
       const entry = { ...old, device: { ...old.device, status: 'revoked' as const } }
       devices.set(id, entry)
       registry.apply({ action: 'status', device: entry.device }, entry)
+    },
+    decommission(id) {
+      const old = devices.get(id)!
+      const entry = { ...old, device: { ...old.device, status: 'decommissioned' as const } }
+      devices.set(id, entry)
+      registry.apply({ action: 'status', device: entry.device }, entry)
+    },
+    reregister(id, secret) {
+      const now = Date.now()
+      const device: Device = {
+        ...devices.get(id)!.device,
+        status: 'provisioned',
+        createdAt: now,
+        updatedAt: now,
+      }
+      const entry = { device, secretHash: hashOf(secret) }
+      devices.set(id, entry)
+      registry.apply({ action: 'register', device }, entry)
+      return device
     },
     close: () => broker.stop(),
   }

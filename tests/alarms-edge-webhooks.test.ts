@@ -303,6 +303,44 @@ describe('alarm webhooks at the edges', () => {
     expect(all).not.toContain('k3y-of-the-gateway')
   })
 
+  it('keeps delivering to a receiver while another one hangs until its timeout', async () => {
+    const hanging = await receiver(() => {})
+    const healthy = await receiver()
+    const d = dispatcher(webhookConfig([hanging.url, healthy.url], { timeoutMs: 60_000 }))
+    await d.start()
+    const all: Delivery[] = []
+    for (let i = 0; i < 12; i++) {
+      all.push(...(await raise(d)))
+      // One alarm id per millisecond.
+      await new Promise((res) => setTimeout(res, 2))
+    }
+    d.enqueue(all)
+    // Each of the gateway's deliveries goes out while the hanging receiver holds its connections.
+    await eventually(async () => (healthy.hits.length === 12 ? true : undefined))
+    expect(hanging.hits.length).toBeGreaterThan(0)
+    expect(new Set(healthy.hits.map((h) => h.headers['x-kota-delivery'])).size).toBe(12)
+  })
+
+  it('does not send after a restart the pending deliveries of a URL taken out of ALARM_WEBHOOK_URLS', async () => {
+    const removed = await receiver((_n, _req, res) => res.writeHead(500).end())
+    const kept = await receiver()
+    const first = dispatcher(webhookConfig([removed.url, kept.url], { retryMs: 60_000 }))
+    await first.start()
+    const [toRemoved, toKept] = await raise(first)
+    first.enqueue([toRemoved!, toKept!])
+    expect(await settled(toKept!)).toMatchObject({ status: 'delivered' })
+    await eventually(async () => (removed.hits.length === 1 ? true : undefined))
+    await first.stop()
+    // Pending, to retry in a minute; the operator removes the URL and restarts.
+    expect((await store.pendingDeliveries()).map((x) => x.id)).toEqual([toRemoved!.id])
+    const second = dispatcher(webhookConfig([kept.url], { retryMs: 10 }))
+    await second.start()
+    const dropped = await settled(toRemoved!)
+    expect(dropped).toMatchObject({ status: 'failed', attempts: 1 })
+    expect(dropped.lastError).toContain('ALARM_WEBHOOK_URLS')
+    expect(removed.hits).toHaveLength(1)
+  })
+
   it('sends a delivery stored as due far ahead (the clock was set back) now, without overflowing its timer', async () => {
     const warnings: string[] = []
     const onWarning = (w: Error) => warnings.push(w.name)

@@ -37,6 +37,7 @@ function requestTarget(url: string): { href: string; authorization: string | und
   u.password = ''
   return { href: u.href, authorization: `Basic ${Buffer.from(credentials).toString('base64')}` }
 }
+/** Attempts under way per receiver: each has its own, so one that hangs until its timeout holds back no other. */
 const MAX_IN_FLIGHT = 4
 
 /** Exponential backoff with jitter (50–100 % of the step), so many failing receivers do not retry in step. */
@@ -54,6 +55,8 @@ export function backoffMs(baseMs: number, attempt: number, random = Math.random)
 export class WebhookDispatcher {
   private readonly queue = new Map<string, Delivery>()
   private readonly inFlight = new Map<string, Promise<void>>()
+  /** Attempts under way, by URL. */
+  private readonly busy = new Map<string, number>()
   private timer: NodeJS.Timeout | undefined
   private stopped = false
   private readonly abort = new AbortController()
@@ -93,7 +96,22 @@ export class WebhookDispatcher {
   }
 
   async start() {
-    for (const d of await this.store.pendingDeliveries()) this.queue.set(d.id, d)
+    let dropped = 0
+    for (const d of await this.store.pendingDeliveries()) {
+      if (this.enabled && this.config.urls.includes(d.url)) {
+        this.queue.set(d.id, d)
+        continue
+      }
+      // The operator took this receiver out (or turned webhooks off) while it still had deliveries to retry.
+      d.status = 'failed'
+      d.lastError = 'URL no longer in ALARM_WEBHOOK_URLS'
+      await this.store.updateDelivery(d).catch((err: Error) => {
+        this.log.error({ err: err.message, deliveryId: d.id }, 'could not store webhook delivery status')
+      })
+      dropped++
+    }
+    if (dropped > 0)
+      this.log.warn({ deliveries: dropped }, 'pending alarm webhooks to URLs no longer configured: not sent')
     this.schedule(0)
   }
 
@@ -130,12 +148,16 @@ export class WebhookDispatcher {
         next = Math.min(next, d.nextAttemptAt)
         continue
       }
-      if (this.inFlight.size >= MAX_IN_FLIGHT) {
-        next = now + 50
-        break
-      }
+      if (this.inFlight.size >= MAX_IN_FLIGHT * this.config.urls.length) break
+      // A receiver at its limit: the end of one of its attempts pumps again.
+      const busy = this.busy.get(d.url) ?? 0
+      if (busy >= MAX_IN_FLIGHT) continue
+      this.busy.set(d.url, busy + 1)
       const p = this.attempt(d).finally(() => {
         this.inFlight.delete(d.id)
+        const left = (this.busy.get(d.url) ?? 1) - 1
+        if (left > 0) this.busy.set(d.url, left)
+        else this.busy.delete(d.url)
         this.schedule(0)
       })
       this.inFlight.set(d.id, p)

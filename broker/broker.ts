@@ -6,6 +6,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from 'node:
 import { Aedes, type Client, type PublishPacket } from 'aedes'
 import { Counter } from 'prom-client'
 import { createWebSocketStream, WebSocketServer } from 'ws'
+import { topicFor } from '../firmware-contracts/index.ts'
 import type { BrokerConfig } from './config.ts'
 import { ConnectionLimiter, guardConnection } from './guard.ts'
 import { createHooks, type HookDeps } from './hooks.ts'
@@ -42,6 +43,8 @@ interface SessionStore {
   delWill(client: { id: string }): Promise<unknown>
   outgoingStream(client: { id: string }): AsyncIterable<{ messageId?: number }>
   outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<unknown>
+  /** An empty payload removes the topic's retained message. */
+  storeRetained(packet: { topic: string; payload: Buffer }): Promise<void>
 }
 
 const EMPTY_PAYLOAD = Buffer.alloc(0)
@@ -300,6 +303,13 @@ export async function createBroker(config: BrokerConfig, deps: HookDeps): Promis
     if (drops === undefined) return
     offlineSince.delete(id)
     void dropSession(id, drops)
+    // The config an internal client retained for the device goes with it too: a device registered again
+    // under the id got the old one's on subscribing, clean session or not. Not at registration, so that a
+    // config retained for the replacement meanwhile stays. Nothing else may be retained on a device's topics.
+    if (drops === 'registered') return
+    persistence
+      .storeRetained({ topic: topicFor(id, 'config'), payload: EMPTY_PAYLOAD })
+      .catch((err) => deps.log.warn({ deviceId: id, err: err.message }, 'retained config not dropped'))
   }
   deps.registry.on('changed', onRegistryChange)
 

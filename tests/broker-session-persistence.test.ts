@@ -88,6 +88,20 @@ async function internalClient(edge: EdgeBroker) {
       })
       await client.next('puback', (p) => p.messageId === mid)
     },
+    /** A retained QoS 1 config message: what the device gets whenever it subscribes to its config topic. */
+    async retainedConfig(id: string, text: string) {
+      const mid = ++messageId
+      client.send({
+        cmd: 'publish',
+        topic: `devices/${id}/config`,
+        payload: Buffer.from(text),
+        qos: 1,
+        messageId: mid,
+        dup: false,
+        retain: true,
+      })
+      await client.next('puback', (p) => p.messageId === mid)
+    },
   }
 }
 
@@ -228,6 +242,31 @@ describe('persistent sessions end with their device', () => {
     expect(fresh.sessionPresent).toBe(false)
     expect(fresh.received).toEqual(['after'])
     await fresh.client.destroy()
+  })
+
+  it('does not hand an id registered again the config retained for the old device', async () => {
+    const id = nextId()
+    edge.addDevice(id)
+    await ops.retainedConfig(id, '{"intervalS":60,"note":"old gauge"}')
+    const before = (await RawMqtt.connect(edge.port, id)).client
+    before.send({
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [{ topic: `devices/${id}/config`, qos: 1 }],
+    })
+    expect(String((await before.next('publish')).payload)).toBe('{"intervalS":60,"note":"old gauge"}')
+    await before.destroy()
+
+    edge.decommission(id)
+    edge.reregister(id, NEW_SECRET)
+    const fresh = (await RawMqtt.connect(edge.port, id, { secret: NEW_SECRET })).client
+    fresh.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `devices/${id}/config`, qos: 1 }] })
+    await fresh.next('suback')
+    // Retained messages go out right after the SUBACK: one sent after it arrives behind any of them.
+    await ops.retainedConfig(id, '{"intervalS":30}')
+    await fresh.next('publish', (p) => String(p.payload) === '{"intervalS":30}')
+    expect(payloads(fresh)).toEqual(['{"intervalS":30}'])
+    await fresh.destroy()
   })
 
   it('keeps a rotated device’s session: the same device, a new secret', async () => {

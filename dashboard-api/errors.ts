@@ -8,6 +8,11 @@ export const API_ERROR_CODES = {
   forbidden: 'The origin or token may not use this endpoint',
   not_found: 'No such resource',
   conflict: 'The resource already exists or is in a conflicting state',
+  // The device registry's own refusals (409), more telling to an installer than `conflict`.
+  device_exists: 'A device with this id is registered and not decommissioned',
+  device_revoked: 'The device is revoked or decommissioned',
+  invalid_transition: "The device's status does not allow this change",
+  installer_exists: 'This installer already has a token',
   payload_too_large: 'The request body is too large',
   comment_required: 'A non-empty comment is required',
   store_unavailable: 'The time-series store did not answer; try again',

@@ -132,8 +132,9 @@ describe('installer page', () => {
     await page.click('#register-box > summary')
     await fillRiver(page, id, 'Denpasar Selatan')
     await page.click('#r-submit')
-    await waitText(page, '#register-error', 'conflict')
-    expect(await text(page, '#register-error .error-code')).toBe('409 conflict')
+    await waitText(page, '#register-error', 'device_exists')
+    expect(await text(page, '#register-error .error-code')).toBe('409 device_exists')
+    expect(await text(page, '#register-error')).toContain('this id is already registered')
     expect(await text(page, '#register-error .error-message')).toContain('already registered')
 
     // Waspada above Siaga: the platform would take it and then show the gauge without a river status.
@@ -185,8 +186,9 @@ describe('installer page', () => {
     await page.click('#rotate')
     expect((await platform.api('POST', `/api/v1/devices/${id}/decommission`)).status).toBe(200)
     await page.click('#rotate-yes')
-    await waitText(page, '#rotate-error', 'conflict')
-    expect(await text(page, '#rotate-error .error-code')).toBe('409 conflict')
+    await waitText(page, '#rotate-error', 'device_revoked')
+    expect(await text(page, '#rotate-error .error-code')).toBe('409 device_revoked')
+    expect(await text(page, '#rotate-error')).toContain('the device is revoked or decommissioned')
     await page.close()
   }, 60_000)
 

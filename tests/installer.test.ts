@@ -60,11 +60,18 @@ describe('installer workflow', () => {
 
     const revoked = await call(installerToken, 'POST', `/api/v1/devices/${id}/revoke`, { reason: 'stolen' })
     expect(revoked.body.device.status).toBe('revoked')
+    // Each refusal says what is in the way, with the registry's own code (409, as any conflict).
+    const again = await call(installerToken, 'POST', '/api/v1/devices', { ...RIVER_DEVICE, id })
+    expect(again).toMatchObject({ status: 409, body: { error: { code: 'device_exists' } } })
     const rotate = await call(installerToken, 'POST', `/api/v1/devices/${id}/rotate`)
-    expect(rotate).toMatchObject({ status: 409, body: { error: { code: 'conflict' } } })
+    expect(rotate).toMatchObject({ status: 409, body: { error: { code: 'device_revoked' } } })
     expect(
       (await call(installerToken, 'POST', `/api/v1/devices/${id}/decommission`)).body.device.status,
     ).toBe('decommissioned')
+    const back = await call(installerToken, 'POST', `/api/v1/devices/${id}/revoke`)
+    expect(back).toMatchObject({ status: 409, body: { error: { code: 'invalid_transition' } } })
+    const renamed = await call(installerToken, 'PATCH', `/api/v1/devices/${id}`, { name: 'gone' })
+    expect(renamed).toMatchObject({ status: 409, body: { error: { code: 'invalid_transition' } } })
     expect((await call(installerToken, 'POST', '/api/v1/devices/no-such-1/revoke')).status).toBe(404)
 
     const audit = await call(installerToken, 'GET', `/api/v1/devices/${id}/audit`)
@@ -78,6 +85,8 @@ describe('installer workflow', () => {
     await platform.api('POST', '/api/v1/installers', { name: 'ketut' }).then(async (r) => {
       const token = (r.body as { token: string }).token
       expect((await call(token, 'GET', '/api/v1/devices')).status).toBe(200)
+      const twice = await platform.api('POST', '/api/v1/installers', { name: 'ketut' })
+      expect(twice).toMatchObject({ status: 409, body: { error: { code: 'installer_exists' } } })
       expect((await platform.api('DELETE', '/api/v1/installers/ketut')).status).toBe(200)
       expect((await call(token, 'GET', '/api/v1/devices')).status).toBe(401)
     })

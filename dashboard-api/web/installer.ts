@@ -110,6 +110,12 @@ function explain(e: ApiError): string {
     return 'Token ditolak: periksa token installer / token refused: check the token'
   if (e.code === 'forbidden') return 'Token ini tidak boleh melakukan ini / this token may not do this'
   if (e.code === 'not_found') return 'Tidak ditemukan / not found'
+  if (e.code === 'device_exists')
+    return 'Id ini sudah terdaftar: pilih id lain, atau pantau perangkat itu / this id is already registered: choose another, or watch that device'
+  if (e.code === 'device_revoked')
+    return 'Perangkat sudah dicabut atau dinonaktifkan / the device is revoked or decommissioned'
+  if (e.code === 'invalid_transition')
+    return 'Status perangkat tidak mengizinkan ini / the device’s status does not allow this'
   if (e.code === 'conflict') return 'Bentrok dengan keadaan perangkat / conflicts with the device’s state'
   if (e.code === 'bad_request') return 'Isian tidak valid / invalid input'
   return 'Gagal / failed'

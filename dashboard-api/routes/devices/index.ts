@@ -27,8 +27,10 @@ export function registryError(err: unknown): never {
   // A check the registry makes only once it knows the device (thresholds against its kind, on update).
   if (err instanceof z.ZodError) throw new HttpError(400, 'bad_request', z.prettifyError(err))
   if (err instanceof RegistryError) {
-    const notFound = err.code === 'device_not_found' || err.code === 'installer_not_found'
-    throw new HttpError(notFound ? 404 : 409, notFound ? 'not_found' : 'conflict', err.message)
+    if (err.code === 'device_not_found' || err.code === 'installer_not_found')
+      throw new HttpError(404, 'not_found', err.message)
+    // The registry's own code: `device_exists` tells an installer more than `conflict`.
+    throw new HttpError(409, err.code, err.message)
   }
   throw err
 }

@@ -193,6 +193,24 @@ describe('alarm lifecycle edges', () => {
     expect(engine.openAlarms().find((a) => a.id === alarm.id)).toMatchObject({ escalatedAt: back })
   })
 
+  it('raises and clears after the minimum duration when the clock was set back meanwhile', async () => {
+    const t0 = Date.now()
+    bus.emit('device.status', { deviceId: GAUGE, online: true, at: t0, source: 'connect' })
+    bus.emit('device.status', { deviceId: GAUGE, online: false, at: t0 + 1000, source: 'disconnect' })
+    await evaluate(t0 + 2000)
+    // NTP puts a clock that ran an hour ahead right: the condition has held since "the future".
+    const back = t0 + 2000 - 3_600_000 + 100
+    await evaluate(back)
+    await evaluate(back + MIN)
+    const alarm = engine.openAlarms().find((a) => a.deviceId === GAUGE && a.type === 'offline')
+    expect(alarm).toMatchObject({ state: 'raised' })
+    bus.emit('device.status', { deviceId: GAUGE, online: true, at: back + MIN + 100, source: 'connect' })
+    await evaluate(back + MIN + 200)
+    await evaluate(back + MIN + 200 - 3_600_000 + 100)
+    await evaluate(back + 2 * MIN + 200 - 3_600_000 + 100)
+    expect(await actions(alarm!.id)).toEqual(['raised', 'cleared'])
+  })
+
   it('does not escalate after a restart an alarm acknowledged before it', async () => {
     const { alarm } = await raiseRiver(Date.now())
     await engine.act(alarm.id, 'acknowledged', 'operator-wayan', 'crew on the way')

@@ -234,6 +234,10 @@ export class AlarmEngine {
   ): Prepared | undefined {
     if (obs === undefined) return
     const min = this.config.minDurationMs
+    // The clock was set back (NTP putting right a clock that ran ahead): a condition held or gone since
+    // "the future" would wait out the jump before its alarm is raised or cleared. It counts from now.
+    if (track.pendingSince !== null && track.pendingSince > now) track.pendingSince = now
+    if (track.clearSince !== null && track.clearSince > now) track.clearSince = now
     if (obs.active) {
       track.clearSince = null
       if (active && alarm) {

@@ -19,7 +19,8 @@ class UsageError extends Error {}
 
 const num = (v: string | undefined, flag: string) => {
   if (v === undefined) return undefined
-  const n = Number(v)
+  // Number('') and Number(' ') are 0: `--lat=` would have moved a device to latitude 0.
+  const n = v.trim() === '' ? Number.NaN : Number(v)
   if (!Number.isFinite(n)) throw new UsageError(`--${flag} expects a number, got ${JSON.stringify(v)}`)
   return n
 }
@@ -27,11 +28,10 @@ const num = (v: string | undefined, flag: string) => {
 function deviceFields(v: Record<string, string | string[] | boolean | undefined>) {
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined)
   const thresholds = (v.threshold as string[] | undefined)?.map((t) => {
-    const [name, value] = t.split('=')
-    const n = num(value, 'threshold')
-    if (!name || n === undefined)
-      throw new UsageError(`--threshold expects name=value, got ${JSON.stringify(t)}`)
-    return [name, n] as const
+    const match = /^([^=]*)=([^=]*)$/.exec(t)
+    const name = match?.[1]?.trim()
+    if (!name) throw new UsageError(`--threshold expects name=value, got ${JSON.stringify(t)}`)
+    return [name, num(match?.[2], 'threshold')!] as const
   })
   const body: Record<string, unknown> = {
     name: str('name'),

@@ -199,7 +199,6 @@ function thresholdIssues(kind: DeviceKind, t: Thresholds | undefined) {
     code: 'custom' as const,
     path: ['thresholds', p.key],
     message: p.message,
-    input: t?.[p.key],
   }))
 }
 

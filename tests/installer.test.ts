@@ -194,6 +194,27 @@ describe('installer workflow', () => {
     expect(await runDeviceCli(['update', 'dps-river-403', ...partial], env, (s) => lines.push(s))).toBe(1)
     expect(JSON.parse(lines[0]!)).toMatchObject({ error: { code: 'bad_request' } })
     expect(JSON.parse(lines[0]!).error.message).toContain('→ at thresholds.awas')
+    // An empty or doubled value is a usage error, not 0 (Number('') is 0: `--lat=` moved the device to 0).
+    for (const flags of [
+      ['--lat='],
+      ['--lon', ' '],
+      ['--threshold', 'awas='],
+      ['--threshold', 'awas=250=300'],
+    ]) {
+      lines.length = 0
+      expect(
+        await runDeviceCli(['update', 'dps-river-403', ...flags], env, (s) => lines.push(s)),
+        flags.join(' '),
+      ).toBe(2)
+      expect(lines[0]).toMatch(/^error: --(lat|lon|threshold) expects/)
+    }
+    expect(
+      (await platform.api<{ device: unknown }>('GET', '/api/v1/devices/dps-river-403')).body.device,
+    ).toMatchObject({
+      latitude: -8.65,
+      longitude: 115.25,
+      thresholds: { waspada: 150, siaga: 200, awas: 250 },
+    })
     await connectDevice(platform.mqttUrl, 'dps-river-403', answer.secret).then((c) => c.end(true))
     lines.length = 0
     expect(await runDeviceCli(['revoke', 'dps-river-403'], env, (s) => lines.push(s))).toBe(0)

@@ -211,6 +211,26 @@ describe('alarm lifecycle edges', () => {
     expect(await actions(alarm!.id)).toEqual(['raised', 'cleared'])
   })
 
+  it('raises the offline alarm of a device in service that died while the platform was down', async () => {
+    await registry.setStatus(GAUGE, 'active', 'broker')
+    await restart()
+    // Nothing from either device since the start: the river gauge was never commissioned, the rain gauge was.
+    const start = Date.now()
+    const stale = start + 3 * 60_000
+    await evaluate(start + 60_000)
+    await evaluate(stale - 1)
+    expect(engine.openAlarms()).toEqual([])
+    for (let t = stale + 1; t <= stale + 1 + MIN; t += MIN / 2) await evaluate(t)
+    expect(engine.openAlarms().map((a) => [a.deviceId, a.type, a.state, a.level])).toEqual([
+      [GAUGE, 'offline', 'raised', 'offline'],
+    ])
+    // It comes back: the alarm clears as usual.
+    bus.emit('device.status', { deviceId: GAUGE, online: true, at: stale + 2 * MIN, source: 'connect' })
+    await evaluate(stale + 2 * MIN + 1)
+    await evaluate(stale + 3 * MIN + 1)
+    expect(engine.openAlarms().map((a) => a.state)).toEqual(['cleared'])
+  })
+
   it('does not escalate after a restart an alarm acknowledged before it', async () => {
     const { alarm } = await raiseRiver(Date.now())
     await engine.act(alarm.id, 'acknowledged', 'operator-wayan', 'crew on the way')

@@ -86,6 +86,8 @@ export class AlarmEngine {
     { rules: ReturnType<typeof rulesFor>; keys: string[]; tracks: Track[] }
   >()
   private pass = 0
+  /** When `start` ran (the aggregator's live state begins empty then). */
+  private startedAt = Number.POSITIVE_INFINITY
   private chain: Promise<unknown> = Promise.resolve()
   private timer: NodeJS.Timeout | undefined
   private evaluating = false
@@ -105,6 +107,7 @@ export class AlarmEngine {
 
   /** Loads the alarms left open by the last run, then evaluates on the timer. */
   async start() {
+    this.startedAt = Date.now()
     // On the chain: the API listens before the engine starts, and an action that came in meanwhile found no
     // open alarm in memory and took a raised alarm for a closed one (409).
     await this.serial(async () => {
@@ -166,7 +169,10 @@ export class AlarmEngine {
           const active = alarm !== undefined && ACTIVE.has(alarm.state)
           const track = tracks[i]!
           track.seenInPass = pass
-          const obs = rule.observe({ view, device, hour }, active || track.pendingSince !== null)
+          const obs = rule.observe(
+            { view, device, hour, sinceStartMs: now - this.startedAt },
+            active || track.pendingSince !== null,
+          )
           const change = this.step(key, rule.type, view, alarm, active, track, obs, now)
           if (change !== undefined) batch.push(change)
         }

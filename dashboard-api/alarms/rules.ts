@@ -1,6 +1,6 @@
 import { DEVICE_KINDS, type DeviceKind } from '../../firmware-contracts/index.ts'
 import type { Device } from '../../ingest/registry.ts'
-import type { DeviceSummary } from '../protocol.ts'
+import { type DeviceSummary, STALE_AFTER_INTERVALS } from '../protocol.ts'
 import type { AlarmPriority } from './config.ts'
 
 /**
@@ -70,6 +70,8 @@ export interface RuleInput {
   readonly view: DeviceSummary
   readonly device: Device
   readonly hour: HourCoverage | undefined
+  /** How long the engine has run (a device whose status is `unknown` gave no sign in that time). */
+  readonly sinceStartMs?: number
 }
 
 export interface AlarmRule {
@@ -148,8 +150,17 @@ export const RULES: readonly AlarmRule[] = [
   {
     type: 'offline',
     kinds: 'all',
-    observe: ({ view }) => {
-      if (view.status === 'unknown') return undefined
+    observe: ({ view, device, sinceStartMs }) => {
+      if (view.status === 'unknown') {
+        // No sign since the start (the live state is not kept over a restart). A device in service silent
+        // for as long as a reporting one takes to go stale died, maybe while the platform was down: without
+        // this its offline alarm would never come.
+        const silent =
+          device.status === 'active' &&
+          sinceStartMs !== undefined &&
+          sinceStartMs > STALE_AFTER_INTERVALS * device.reportingIntervalMs
+        return silent ? { active: true, level: 'offline', priority: 'technical', value: null } : undefined
+      }
       if (view.status === 'online') return OFF
       return { active: true, level: view.status, priority: 'technical', value: null }
     },

@@ -9,6 +9,7 @@ import { ALARMS_DEFAULTS, type AlarmsConfig } from '../dashboard-api/alarms/conf
 import { publicAlarm } from '../dashboard-api/alarms/engine.ts'
 import { type AlarmRecord, AlarmStore, type Delivery } from '../dashboard-api/alarms/store.ts'
 import { WebhookDispatcher } from '../dashboard-api/alarms/webhooks.ts'
+import { loadPlatformConfig } from '../platform/config.ts'
 import {
   connectDevice,
   eventually,
@@ -339,6 +340,23 @@ describe('alarm webhooks at the edges', () => {
     expect(dropped).toMatchObject({ status: 'failed', attempts: 1 })
     expect(dropped.lastError).toContain('ALARM_WEBHOOK_URLS')
     expect(removed.hits).toHaveLength(1)
+  })
+
+  it('sends each event once to a receiver listed twice in ALARM_WEBHOOK_URLS', async () => {
+    const r = await receiver()
+    const config = loadPlatformConfig({
+      // The same URL twice, and once more written another way (a compose file merged with an .env file).
+      ALARM_WEBHOOK_URLS: `${r.url}, HTTP://127.0.0.1:${r.port}/hook,${r.url}`,
+      ALARM_WEBHOOK_SECRET: SECRET,
+    }).dashboard.alarms!.webhooks
+    const d = dispatcher({ ...config, retryMs: 10 })
+    await d.start()
+    const deliveries = await raise(d)
+    d.enqueue(deliveries)
+    await eventually(async () => (r.hits.length >= 1 ? true : undefined))
+    await new Promise((res) => setTimeout(res, 200))
+    // Two deliveries of one event would carry two ids: the receiver could not tell them for repeats.
+    expect(r.hits).toHaveLength(1)
   })
 
   it('sends a delivery stored as due far ahead (the clock was set back) now, without overflowing its timer', async () => {

@@ -25,6 +25,12 @@ export const AlarmEnvShape = {
         .filter(Boolean),
     )
     .pipe(z.array(envUrl(['http', 'https'])).max(10, 'expected at most 10 URLs'))
+    // A receiver listed twice (or written two ways) would get each event twice under two delivery ids,
+    // which it cannot tell for repeats: the SMS goes out twice.
+    .transform((urls) => {
+      const seen = new Set<string>()
+      return urls.filter((u) => !seen.has(new URL(u).href) && seen.add(new URL(u).href))
+    })
     .optional(),
   /** HMAC-SHA256 key of the `X-Kota-Signature` header (16+ characters); required with webhook URLs. */
   ALARM_WEBHOOK_SECRET: z.string().trim().min(16, 'expected a secret of at least 16 characters').optional(),

@@ -386,6 +386,67 @@ describe('alarm webhooks at the edges', () => {
 })
 
 describe('alarm webhooks through the API', () => {
+  it('does not show a password or API key that an earlier version stored in a delivery error', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'alarms-webhooks-api-'))
+    const now = Date.now()
+    const a = alarm(now)
+    {
+      const old = await AlarmStore.open(join(dataDir, 'alarms.duckdb'))
+      const url = 'https://gateway:pa55word@gw.example/hook?apikey=k3y-of-the-gateway'
+      await old.saveMany([
+        {
+          alarm: { ...a, state: 'cleared', clearedAt: now, clearedBy: 'system' },
+          transition: {
+            alarmId: a.id,
+            seq: 1,
+            at: now,
+            actor: 'system',
+            action: 'raised',
+            fromState: null,
+            toState: 'raised',
+            comment: null,
+            detail: null,
+          },
+          deliveries: [
+            {
+              id: '3f1d2c4b-0000-4000-8000-000000000001',
+              alarmId: a.id,
+              transitionSeq: 1,
+              url,
+              event: 'alarm.raised',
+              body: '{}',
+              status: 'failed',
+              attempts: 8,
+              lastError: `TypeError: Request cannot be constructed from a URL that includes credentials: ${url}`,
+              lastStatusCode: null,
+              nextAttemptAt: now,
+              createdAt: now,
+              deliveredAt: null,
+            },
+          ],
+          insert: true,
+        },
+      ])
+      await old.close()
+    }
+    const platform = await startTestPlatform({ dataDir })
+    try {
+      const res = await platform.api<{ deliveries: { url: string; lastError: string }[] }>(
+        'GET',
+        `/api/v1/alarms/${a.id}`,
+      )
+      expect(res.status).toBe(200)
+      expect(res.body.deliveries[0]!.lastError).toBe(
+        'TypeError: Request cannot be constructed from a URL that includes credentials: https://gw.example/hook?…',
+      )
+      expect(JSON.stringify(res.body)).not.toContain('pa55word')
+      expect(JSON.stringify(res.body)).not.toContain('k3y-of-the-gateway')
+    } finally {
+      await platform.close()
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+
   it("shows an alarm's deliveries without the webhook URL's password or query", async () => {
     const r = await startReceiver((_n, req, res) =>
       res.writeHead(req.headers.authorization === `Basic ${btoa('gateway:pa55word')}` ? 200 : 401).end(),

@@ -28,6 +28,11 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** A text (an error message) with every URL in it redacted: a URL's password and query are no one's business. */
+export function redactUrls(text: string): string {
+  return text.replace(/\bhttps?:\/\/[^\s"'<>]+/gi, redactUrl)
+}
+
 /** What to fetch: fetch refuses a URL with a user or password in it, so they go as Basic auth. */
 function requestTarget(url: string): { href: string; authorization: string | undefined } {
   const u = new URL(url)
@@ -37,6 +42,7 @@ function requestTarget(url: string): { href: string; authorization: string | und
   u.password = ''
   return { href: u.href, authorization: `Basic ${Buffer.from(credentials).toString('base64')}` }
 }
+
 /** Attempts under way per receiver: each has its own, so one that hangs until its timeout holds back no other. */
 const MAX_IN_FLIGHT = 4
 
@@ -205,18 +211,24 @@ export class WebhookDispatcher {
       d.lastError = null
       this.queue.delete(d.id)
     } else {
-      d.lastError = error.slice(0, 500)
+      d.lastError = redactUrls(error).slice(0, 500)
       if (d.attempts >= this.config.maxAttempts) {
         d.status = 'failed'
         this.queue.delete(d.id)
         this.log.error(
-          { deliveryId: d.id, alarmId: d.alarmId, url: redactUrl(d.url), attempts: d.attempts, error },
+          {
+            deliveryId: d.id,
+            alarmId: d.alarmId,
+            url: redactUrl(d.url),
+            attempts: d.attempts,
+            error: d.lastError,
+          },
           'alarm webhook failed; giving up',
         )
       } else {
         d.nextAttemptAt = Date.now() + backoffMs(this.config.retryMs, d.attempts)
         this.log.warn(
-          { deliveryId: d.id, url: redactUrl(d.url), attempts: d.attempts, error },
+          { deliveryId: d.id, url: redactUrl(d.url), attempts: d.attempts, error: d.lastError },
           'alarm webhook failed',
         )
       }

@@ -5,7 +5,7 @@ import { ALARM_PRIORITIES } from '../../alarms/config.ts'
 import { AlarmActionError, type AlarmEngine, publicAlarm } from '../../alarms/engine.ts'
 import { ALARM_TYPES } from '../../alarms/rules.ts'
 import { ALARM_STATES } from '../../alarms/store.ts'
-import { redactUrl } from '../../alarms/webhooks.ts'
+import { redactUrl, redactUrls } from '../../alarms/webhooks.ts'
 import { HttpError } from '../../errors.ts'
 import { timeParam } from '../../time-range.ts'
 import { actorOf, registryAuth } from '../devices/auth.ts'
@@ -113,7 +113,12 @@ export default async function alarmsRoutes(app: FastifyInstance, opts: { engine:
       transitions,
       // The signed body is the receiver's business; the operator sees where, what and how it went. Not the
       // URL's password or query (a gateway's API key): installers read this too.
-      deliveries: deliveries.map(({ body: _body, url, ...d }) => ({ ...d, url: redactUrl(url) })),
+      // Errors stored before URLs were redacted may hold one in full.
+      deliveries: deliveries.map(({ body: _body, url, ...d }) => ({
+        ...d,
+        url: redactUrl(url),
+        lastError: d.lastError === null ? null : redactUrls(d.lastError),
+      })),
     }
   })
 

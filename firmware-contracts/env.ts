@@ -10,7 +10,15 @@ function shownValue(variable: string, value: string): string {
   // A path to a key file is not the key: it is shown.
   if (SECRET_VARIABLE.test(variable) && !variable.endsWith('_FILE'))
     return `value hidden, ${value.length} characters`
-  return `got ${JSON.stringify(value.slice(0, 80))}`
+  return `got ${JSON.stringify(withoutCredentials(value).slice(0, 80))}`
+}
+
+/**
+ * URLs carry secrets of their own (`https://user:password@host`, `?apikey=`), in any variable that takes
+ * one or a list of them (INFLUX_URL, ALARM_WEBHOOK_URLS): the user part and the query are not shown.
+ */
+function withoutCredentials(value: string): string {
+  return value.replace(/\/\/[^/@\s,]*@/g, '//…@').replace(/\?[^,\s#]*/g, '?…')
 }
 
 /**

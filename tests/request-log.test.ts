@@ -88,4 +88,24 @@ describe('what the platform writes about tokens and keys', () => {
     // Other values are still shown, so that a typo can be seen.
     expect(message).toContain('"lots"')
   })
+
+  it('shows a bad URL list without the credentials in its URLs', () => {
+    let error: unknown
+    try {
+      dashboardConfigFromEnv({
+        API_TOKEN: TEST_API_TOKEN,
+        ALARM_WEBHOOK_SECRET: 'webhook-secret-0123456789',
+        ALARM_WEBHOOK_URLS: 'https://gw:pa55word@sms.example/hook?apikey=K3Y,ftp://x',
+      })
+    } catch (err) {
+      error = err
+    }
+    expect(error).toBeInstanceOf(ConfigError)
+    const message = (error as Error).message
+    expect(message).toContain('ALARM_WEBHOOK_URLS')
+    expect(message).toContain('sms.example/hook')
+    expect(message).toContain('ftp://x')
+    expect(message).not.toContain('pa55word')
+    expect(message).not.toContain('K3Y')
+  })
 })

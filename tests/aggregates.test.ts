@@ -422,4 +422,22 @@ describe('Aggregator on the bus', () => {
     expect(second.views.map((v) => v.view.id)).toEqual(['dps-crowd-001'])
     expect(agg.pendingChanges).toBe(0)
   })
+
+  it('follows registry changes of a device that sends nothing more: an edit, then its decommissioning', async () => {
+    const id = 'dps-crowd-001'
+    bus.emit('device.status', { deviceId: id, online: false, at: Date.now(), source: 'will' })
+    agg.refresh()
+    expect(agg.all().find((v) => v.view.id === id)?.view.status).toBe('offline')
+    expect(agg.alarms().some((a) => a.deviceId === id && a.type === 'offline')).toBe(true)
+
+    await registry.update(id, { name: 'Pasar Badung, pintu barat' }, 't')
+    const edited = agg.refresh()
+    expect(edited.views.find((v) => v.view.id === id)?.view.name).toBe('Pasar Badung, pintu barat')
+
+    await registry.setStatus(id, 'decommissioned', 't')
+    const gone = agg.refresh()
+    expect(gone.removed).toContain(id)
+    expect(agg.all().map((v) => v.view.id)).not.toContain(id)
+    expect(agg.alarms().some((a) => a.deviceId === id)).toBe(false)
+  })
 })

@@ -1,6 +1,6 @@
 import type { DeviceKind } from '../../firmware-contracts/index.ts'
 import type { DeviceStatusEvent, PlatformBus } from '../../ingest/events.ts'
-import type { Device, DeviceRegistry } from '../../ingest/registry.ts'
+import type { Device, DeviceRegistry, RegistryChange } from '../../ingest/registry.ts'
 import type { StoredReading } from '../../ingest/store/types.ts'
 import {
   type Alarm,
@@ -117,11 +117,17 @@ export class Aggregator {
       for (const r of readings) this.onReading(r)
     }
     const onStatus = (e: DeviceStatusEvent) => this.onStatus(e)
+    // A view shows registry fields (name, district, thresholds) and leaves when the device is
+    // decommissioned; a device that sends nothing more, such as one decommissioned while offline, is
+    // marked by nothing else, so its old view stayed on the wall with its offline condition.
+    const onRegistryChange = (c: RegistryChange) => this.changed.add(c.device.id)
     bus.on('readings.accepted', onReadings)
     bus.on('device.status', onStatus)
+    registry.on('changed', onRegistryChange)
     this.detach = () => {
       bus.off('readings.accepted', onReadings)
       bus.off('device.status', onStatus)
+      registry.off('changed', onRegistryChange)
     }
   }
 

@@ -58,6 +58,13 @@ interface ScopeTick {
   rollups: string | undefined
   alarms: string | undefined
   frame: Buffer | undefined
+  /**
+   * A device its displays may hold left the scope (decommissioned, or moved to another district, regency
+   * or kind): a delta cannot take a device away, so each of them gets a new snapshot, built once.
+   */
+  readonly departed: boolean
+  snapshot: Buffer | undefined
+  readonly lists: ScopeLists
 }
 
 /** The latest rollups and alarms (JSON) per scope, to send only what changed. */
@@ -67,6 +74,8 @@ interface ScopeLists {
   /** The hub's alarm list these were made from, and the scope's part of it. */
   source: readonly Alarm[]
   scoped: readonly Alarm[]
+  /** The devices in the scope. */
+  ids: ReadonlySet<string>
 }
 
 export interface LiveHubStats {
@@ -100,6 +109,11 @@ function scopeKey(scope: Scope): string {
 export class LiveHub {
   private readonly clients = new Set<LiveClient>()
   private readonly lists = new Map<string, ScopeLists>()
+  /**
+   * Per scope, the ids of every device its displays may hold (those of the last tick and of every snapshot
+   * sent since): one of them missing from the scope at the next tick is a device to take off those walls.
+   */
+  private readonly held = new Map<string, Set<string>>()
   private tickTimer: NodeJS.Timeout | undefined
   private ticking = false
   private heartbeatTimer: NodeJS.Timeout | undefined
@@ -257,6 +271,7 @@ export class LiveHub {
       alarms: same ? prev.alarms : JSON.stringify(scoped),
       source: alarms,
       scoped,
+      ids: new Set(inS.map((v) => v.view.id)),
     }
   }
 
@@ -264,11 +279,15 @@ export class LiveHub {
     client.needSnapshot = false
     const all = this.state.all(now)
     const lists = this.computeLists(client.scope, all, this.state.alarms())
-    const devices = all.filter((v) => inScope(client.scope, v.view)).map((v) => v.json)
-    this.write(
-      client,
-      `{"v":${LIVE_PROTOCOL_VERSION},"type":"snapshot","now":${now},"devices":[${devices.join(',')}],"rollups":${lists.rollups},"alarms":${lists.alarms}}`,
-    )
+    const devices = all.filter((v) => inScope(client.scope, v.view))
+    const held = this.held.get(client.scopeKey) ?? new Set()
+    for (const v of devices) held.add(v.view.id)
+    this.held.set(client.scopeKey, held)
+    this.write(client, this.snapshotFrame(now, devices, lists))
+  }
+
+  private snapshotFrame(now: number, devices: readonly CachedView[], lists: ScopeLists): string {
+    return `{"v":${LIVE_PROTOCOL_VERSION},"type":"snapshot","now":${now},"devices":[${devices.map((v) => v.json).join(',')}],"rollups":${lists.rollups},"alarms":${lists.alarms}}`
   }
 
   private deltaFrame(now: number, devices: Iterable<string>, rollups?: string, alarms?: string): string {
@@ -282,19 +301,23 @@ export class LiveHub {
    * Rebuilds the changed devices' views in slices that yield to the event loop in between, so a tick with
    * a thousand changed devices never holds up the broker's acknowledgements for tens of milliseconds.
    */
-  private async refreshInSlices(now: number): Promise<{ views: CachedView[]; alarmsChanged: boolean }> {
+  private async refreshInSlices(
+    now: number,
+  ): Promise<{ views: CachedView[]; removed: boolean; alarmsChanged: boolean }> {
     const views: CachedView[] = []
+    let removed = false
     let alarmsChanged = false
     // Only what changed before this tick: devices that change meanwhile wait for the next one.
     let left = this.state.pendingChanges
     for (let first = true; first || left > 0; first = false) {
       const r = this.state.refresh(now, { budget: REFRESH_SLICE, sweep: first })
       views.push(...r.views)
+      removed ||= r.removed.length > 0
       alarmsChanged ||= r.alarmsChanged
       left = Math.min(left - REFRESH_SLICE, this.state.pendingChanges)
       if (left > 0) await new Promise((resolve) => setImmediate(resolve))
     }
-    return { views, alarmsChanged }
+    return { views, removed, alarmsChanged }
   }
 
   private async tick() {
@@ -303,41 +326,70 @@ export class LiveHub {
     this.ticking = true
     try {
       const now = Date.now()
-      const { views, alarmsChanged } = await this.refreshInSlices(now)
-      this.fanOut(now, views, alarmsChanged)
+      const { views, removed, alarmsChanged } = await this.refreshInSlices(now)
+      this.fanOut(now, views, removed || alarmsChanged)
     } finally {
       this.ticking = false
     }
   }
 
-  private fanOut(now: number, views: CachedView[], alarmsChanged: boolean) {
+  /** `listsChanged`: alarms changed or a device was removed, so rollups and alarm lists may differ. */
+  private fanOut(now: number, views: CachedView[], listsChanged: boolean) {
     if (this.clients.size === 0) {
       this.lists.clear()
+      this.held.clear()
       return
     }
     const groups = new Map<string, ScopeTick>()
-    if (views.length > 0 || alarmsChanged) {
-      const all = this.state.all(now)
+    let all: CachedView[] = []
+    if (views.length > 0 || listsChanged) {
+      all = this.state.all(now)
       const alarms = this.state.alarms()
       for (const client of this.clients) {
         if (groups.has(client.scopeKey)) continue
         const prev = this.lists.get(client.scopeKey)
         const lists = this.computeLists(client.scope, all, alarms, prev)
+        const before = this.held.get(client.scopeKey)
+        let departed = false
+        if (before !== undefined) for (const id of before) if (!lists.ids.has(id)) departed = true
         const tick: ScopeTick = {
           devices: views.filter((v) => inScope(client.scope, v.view)),
           rollups: prev?.rollups === lists.rollups ? undefined : lists.rollups,
           alarms: prev?.alarms === lists.alarms ? undefined : lists.alarms,
           frame: undefined,
+          departed,
+          snapshot: undefined,
+          lists,
         }
         this.lists.set(client.scopeKey, lists)
+        this.held.set(client.scopeKey, new Set(lists.ids))
         groups.set(client.scopeKey, tick)
       }
       for (const key of this.lists.keys()) if (!groups.has(key)) this.lists.delete(key)
+      for (const key of this.held.keys()) if (!groups.has(key)) this.held.delete(key)
     }
     for (const client of this.clients) {
       const ready = this.admit(client, now)
       if (!this.clients.has(client)) continue
       const g = groups.get(client.scopeKey)
+      if (g?.departed) {
+        // What the client was owed is in the snapshot; one that is over the limit is owed the snapshot.
+        client.pending.clear()
+        client.needRollups = false
+        client.needAlarms = false
+        if (ready) {
+          client.needSnapshot = false
+          g.snapshot ??= Buffer.from(
+            this.snapshotFrame(
+              now,
+              all.filter((v) => inScope(client.scope, v.view)),
+              g.lists,
+            ),
+          )
+          this.write(client, g.snapshot)
+        } else client.needSnapshot = true
+        continue
+      }
       const hasNews =
         g !== undefined && (g.devices.length > 0 || g.rollups !== undefined || g.alarms !== undefined)
       if (hasNews && ready && !owes(client)) {

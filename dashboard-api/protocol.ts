@@ -5,7 +5,7 @@ import { DeviceKindSchema } from '../firmware-contracts/index.ts'
  * The live stream's wire contract, version 1, shared by the server and the wall display (both validate
  * with these schemas). The server sends `hello`, then a `snapshot` of every device in scope with the
  * rollups and active alarms of that scope, then coalesced `delta`s of the devices that changed, at most
- * every `intervalMs`. A client sends `subscribe` (any time; a new snapshot follows) and `ping`. A bad
+ * every `intervalMs` (a device leaving the scope, decommissioned or moved, brings a new `snapshot`). A client sends `subscribe` (any time; a new snapshot follows) and `ping`. A bad
  * client message gets an `error` frame; the connection stays open. Dead clients (no pong to the
  * WebSocket ping) and clients too slow to read their updates are closed.
  */

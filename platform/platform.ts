@@ -202,11 +202,18 @@ export async function startPlatform(
       await fleet?.stop()
       await broker.stopBroker()
       const drained = await spool.whenDrained(options.flushTimeoutMs ?? 10_000)
-      if (!drained)
+      if (!drained) {
         log.warn(
           { pending: spool.pendingCount },
           'store did not take everything in time; kept in the spool for the next start',
         )
+        // A store that does not answer would hold the writer's write in flight until its own timeout, and
+        // the stop past the supervisor's patience. Closing the store aborts that write; what it carried was
+        // never committed, so it stays in the spool.
+        await store.close()
+        // The abort reaches the writer through promise callbacks only: let them run before it is stopped.
+        await new Promise<void>((resolve) => setImmediate(resolve))
+      }
       await writer.stop()
       await alarms.stop()
       await app.close()

@@ -18,11 +18,12 @@ try {
 }
 
 const log = pino({ level: config.logLevel, base: undefined })
+let failed = false
 const platform = await startPlatform(config, log, {
   // Without its broker thread the platform takes no readings: stop gracefully (flushing what was accepted)
   // and exit non-zero so the supervisor restarts it.
   onFatal: () => {
-    process.exitCode = 1
+    failed = true
     process.kill(process.pid, 'SIGTERM')
   },
 }).catch((err: unknown) => {
@@ -50,9 +51,21 @@ process.stdout.write(
   ].join('\n'),
 )
 
-closeWithGrace({ delay: 20_000 }, async ({ signal, err }) => {
-  if (err) log.error({ err }, 'stopping after an error')
-  else log.info({ signal }, 'stopping')
-  await platform.stop()
-  log.info('stopped; every accepted reading is in the store or the spool')
-})
+const KEPT = 'readings not yet in the store stay in the spool for the next start'
+closeWithGrace(
+  {
+    delay: 20_000,
+    logger: { error: (err: unknown) => log.error({ err }, 'graceful stop failed') },
+    onSecondSignal: (signal) => log.warn({ signal }, `second signal: exiting now; ${KEPT}`),
+    onTimeout: (delayMs) => log.error({ delayMs }, `graceful stop took too long: exiting now; ${KEPT}`),
+  },
+  async ({ signal, err }) => {
+    if (err) log.error({ err }, 'stopping after an error')
+    else log.info({ signal }, 'stopping')
+    await platform.stop()
+    log.info('stopped; every accepted reading is in the store or the spool')
+    // close-with-grace exits 0 after a signal, whatever process.exitCode says; a platform that lost its broker
+    // thread must exit non-zero, or a supervisor's Restart=on-failure leaves it down.
+    if (failed) process.exit(1)
+  },
+)

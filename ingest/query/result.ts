@@ -154,7 +154,9 @@ export function csvStream(result: QueryResult): Readable {
   const withDevice = result.window === 'raw' && result.groupBy === 'district'
   function* lines(): Generator<string> {
     const header = [result.groupBy, ...(withDevice ? ['device'] : []), 'time', 'time_ms', ...result.columns]
-    yield `${header.map(csvField).join(',')}\r\n`
+    // A UTF-8 byte order mark: without it Excel reads the file in the machine's code page and shows
+    // "Pasar Kreneng â€” pintu utama"; LibreOffice, pandas and R's readers skip it.
+    yield `\uFEFF${header.map(csvField).join(',')}\r\n`
     let chunk = ''
     for (const s of result.series) {
       for (let i = 0; i < s.time.length; i++) {
@@ -186,8 +188,12 @@ export interface Completeness {
   readonly device: string
   readonly from: number
   readonly to: number
+  /** The device's reporting interval now. */
   readonly reportingIntervalMs: number
-  /** Readings the reporting interval expects in [from, to). */
+  /**
+   * Readings expected in [from, to): from the device's registration and up to now, each stretch at the
+   * reporting interval the device had then.
+   */
   readonly expected: number
   /** Readings stored in the range (distinct observation times). */
   readonly arrived: number
@@ -202,20 +208,55 @@ export interface Completeness {
   readonly gapsTruncated: boolean
 }
 
+/** A reporting interval a device had from `since` on: its registration, then each change. */
+export interface IntervalPeriod {
+  readonly since: number
+  readonly intervalMs: number
+}
+
 const MAX_GAPS = 1000
 
-/** Completeness of one device from its raw `seq` and `receivedAt` rows in [from, to). */
+/**
+ * Completeness of one device from its raw `seq` and `receivedAt` rows in [from, to). `periods` (oldest
+ * first, at least one) say from when the device was registered and at which interval it was to report;
+ * nothing is expected before its registration or after `now`.
+ */
 export function completeness(
   device: string,
   from: number,
   to: number,
-  intervalMs: number,
+  periods: readonly IntervalPeriod[],
   rows: readonly AnalystRow[],
+  now: number = to,
 ): Completeness {
   const readings = rows
     .map((r) => ({ time: r.time, seq: r.values[0] ?? null, receivedAt: r.values[1] ?? null }))
     .sort((a, b) => a.time - b.time)
-  const expected = Math.floor((to - from) / intervalMs)
+  // Readings older than the registration (an earlier registration of the id, imported history) show the
+  // device was reporting before it: then the whole range is expected, at the first interval.
+  const registered =
+    readings.length > 0 && readings[0]!.time < periods[0]!.since
+      ? Number.NEGATIVE_INFINITY
+      : periods[0]!.since
+  const start = Math.max(from, registered)
+  const end = Math.max(start, Math.min(to, now))
+  /** Readings the intervals expect in [a, b), as a fraction. */
+  const expectedIn = (a: number, b: number): number => {
+    let n = 0
+    periods.forEach((p, i) => {
+      const lo = Math.max(a, i === 0 ? registered : p.since)
+      const hi = Math.min(b, periods[i + 1]?.since ?? Number.POSITIVE_INFINITY)
+      if (hi > lo) n += (hi - lo) / p.intervalMs
+    })
+    return n
+  }
+  const intervalAt = (t: number): number => {
+    let interval = periods[0]!.intervalMs
+    for (const p of periods) if (p.since <= t) interval = p.intervalMs
+    return interval
+  }
+  // A hair above the float sum, so that whole intervals split across periods count in full.
+  const expected = Math.floor(expectedIn(start, end) + 1e-9)
   const gaps: Gap[] = []
   let gapCount = 0
   const addGap = (gap: Gap) => {
@@ -223,32 +264,32 @@ export function completeness(
     gapCount++
     if (gaps.length < MAX_GAPS) gaps.push(gap)
   }
-  const silent = 1.5 * intervalMs
+  // A silence is longer than 1.5 of the intervals the device had during it.
+  const silent = 1.5
   let seqMissing = 0
   let late = 0
-  if (readings.length === 0) addGap({ from, to, missing: expected })
-  else if (readings[0]!.time - from > silent) {
-    addGap({ from, to: readings[0]!.time, missing: Math.round((readings[0]!.time - from) / intervalMs) })
+  if (readings.length === 0) addGap({ from: start, to: end, missing: expected })
+  else if (expectedIn(start, readings[0]!.time) > silent) {
+    addGap({ from: start, to: readings[0]!.time, missing: Math.round(expectedIn(start, readings[0]!.time)) })
   }
   for (let i = 0; i < readings.length; i++) {
     const r = readings[i]!
-    if (r.receivedAt !== null && r.receivedAt - r.time > intervalMs) late++
+    if (r.receivedAt !== null && r.receivedAt - r.time > intervalAt(r.time)) late++
     const next = readings[i + 1]
     if (next === undefined) {
-      if (to - r.time > silent)
-        addGap({ from: r.time, to, missing: Math.round((to - r.time) / intervalMs) - 1 })
+      const tail = expectedIn(Math.max(r.time, registered), end)
+      if (tail > silent) addGap({ from: r.time, to: end, missing: Math.round(tail) - 1 })
       continue
     }
-    if (next.time - r.time > silent) {
-      addGap({ from: r.time, to: next.time, missing: Math.round((next.time - r.time) / intervalMs) - 1 })
-    }
+    const span = expectedIn(Math.max(r.time, registered), next.time)
+    if (span > silent) addGap({ from: r.time, to: next.time, missing: Math.round(span) - 1 })
     if (r.seq !== null && next.seq !== null && next.seq > r.seq) seqMissing += next.seq - r.seq - 1
   }
   return {
     device,
     from,
     to,
-    reportingIntervalMs: intervalMs,
+    reportingIntervalMs: periods.at(-1)!.intervalMs,
     expected,
     arrived: readings.length,
     share: expected > 0 ? Math.min(1, readings.length / expected) : null,

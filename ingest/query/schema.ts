@@ -242,7 +242,10 @@ export function resolveQuery(
       request.devices === undefined ? matching : matching.filter((d) => request.devices!.includes(d.id))
     const groups =
       request.groupBy === 'device' ? selected.length : new Set(selected.map((d) => d.district)).size
-    const windows = Math.ceil((to - from) / windowMs) + 1
+    // Windows start at local multiples of their length: count those [from, to) touches, so that an
+    // answer of exactly the limit is not refused (an aligned range has no extra partial window).
+    const windowOf = (t: number) => Math.floor((t + tzOffsetMs) / windowMs)
+    const windows = windowOf(to - 1) - windowOf(from) + 1
     const points = Math.max(1, groups) * windows * columns
     if (points > limits.maxPoints) {
       throw new QueryError(

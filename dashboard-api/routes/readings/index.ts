@@ -4,6 +4,7 @@ import {
   CompletenessQuerySchema,
   completeness,
   csvStream,
+  type IntervalPeriod,
   parseTime,
   QUERY_DEFAULTS,
   QueryError,
@@ -14,7 +15,13 @@ import {
   shapeResult,
   TIME_ZONES,
 } from '../../../ingest/query/index.ts'
+import type { Device } from '../../../ingest/registry.ts'
 import { redactUrl } from '../../request-log.ts'
+
+/** An audit entry's detail for a change of the reporting interval. */
+const IntervalChangeSchema = z.object({
+  reportingIntervalMs: z.object({ from: z.number().int().positive(), to: z.number().int().positive() }),
+})
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const r = schema.safeParse(value ?? {})
@@ -99,6 +106,27 @@ export default async function readingsRoutes(app: FastifyInstance) {
     if (rows.length > maxRows) {
       throw new QueryError(400, 'query_too_large', `more than ${maxRows} readings in the range: narrow it`)
     }
-    return completeness(device.id, from, to, device.reportingIntervalMs, rows)
+    return completeness(device.id, from, to, await intervalPeriods(device), rows, now)
   })
+
+  /**
+   * The device's reporting intervals since its registration, from the audit log's updates: a device
+   * that reported every 5 minutes until an installer set 1 minute is expected to, until then.
+   */
+  async function intervalPeriods(device: Device): Promise<IntervalPeriod[]> {
+    const entries = await registry.auditLog({ deviceId: device.id, limit: 10_000 })
+    const changes: Array<{ at: number; from: number; to: number }> = []
+    for (const entry of entries) {
+      // Updates of an earlier registration under the same id are not this device's.
+      if (entry.action !== 'update' || entry.at < device.createdAt) continue
+      const detail = IntervalChangeSchema.safeParse(entry.detail)
+      if (detail.success) changes.push({ at: entry.at, ...detail.data.reportingIntervalMs })
+    }
+    changes.sort((a, b) => a.at - b.at)
+    const periods: IntervalPeriod[] = [
+      { since: device.createdAt, intervalMs: changes[0]?.from ?? device.reportingIntervalMs },
+    ]
+    for (const change of changes) periods.push({ since: change.at, intervalMs: change.to })
+    return periods
+  }
 }

@@ -27,8 +27,16 @@ export interface LiveStreamOptions {
   readonly heartbeatMs: number
 }
 
-/** Client messages allowed per second (burst: twice that); more get an error frame and are ignored. */
+/**
+ * Client messages allowed per second (burst: twice that); more are ignored, and the first of a run gets an
+ * error frame: one frame per ignored message would answer a flood of tiny frames with as many larger ones.
+ */
 const CLIENT_MESSAGES_PER_SEC = 10
+/**
+ * Messages ignored in a row (at 10 a second, this many arrived within about a tenth of a second each) after
+ * which the client is closed with 1008: no display sends that, and a flood costs the server every frame.
+ */
+const CLIENT_FLOOD_LIMIT = 10 * CLIENT_MESSAGES_PER_SEC
 /** Devices whose view is rebuilt between two yields to the event loop (about 20–40 µs each). */
 const REFRESH_SLICE = 100
 
@@ -51,6 +59,8 @@ interface LiveClient {
   pingData: Buffer | undefined
   tokens: number
   tokensAt: number
+  /** Messages ignored by the rate limit since the last one taken. */
+  dropped: number
 }
 
 interface ScopeTick {
@@ -164,6 +174,7 @@ export class LiveHub {
       pingData: undefined,
       tokens: 2 * CLIENT_MESSAGES_PER_SEC,
       tokensAt: Date.now(),
+      dropped: 0,
     }
     this.clients.add(client)
     // Unsolicited pongs are legal, and a client that never reads its socket can still send them: only the
@@ -195,13 +206,29 @@ export class LiveHub {
   }
 
   private onMessage(client: LiveClient, data: unknown, isBinary: boolean) {
+    // A client closed for flooding, cut off as slow or dead: what it still sends is not read.
+    if (!this.clients.has(client)) return
     const now = Date.now()
     client.tokens = Math.min(
       2 * CLIENT_MESSAGES_PER_SEC,
       client.tokens + ((now - client.tokensAt) / 1000) * CLIENT_MESSAGES_PER_SEC,
     )
     client.tokensAt = now
-    if (client.tokens < 1) return this.error(client, 'rate_limited', 'too many messages; slow down')
+    if (client.tokens < 1) {
+      client.dropped++
+      if (client.dropped === 1) this.error(client, 'rate_limited', 'too many messages; slow down')
+      else if (client.dropped > CLIENT_FLOOD_LIMIT) {
+        this.log.warn({ dropped: client.dropped }, 'live client flooding; disconnecting')
+        this.clients.delete(client)
+        client.socket.close(1008, 'too many messages')
+        // Stop reading it (its flood waits in TCP), so its answer to the close frame is never read either:
+        // the socket goes after a second, not after ws's 30 s close timeout.
+        client.socket.pause()
+        setTimeout(() => client.socket.terminate(), 1000).unref()
+      }
+      return
+    }
+    client.dropped = 0
     client.tokens -= 1
     let parsed: unknown
     try {

@@ -116,7 +116,8 @@ export const LIVE_ERROR_CODES = {
   bad_message: 'The message is not valid JSON or does not match the protocol',
   too_slow: 'The client did not read its updates fast enough',
   unauthorized: 'A display token is required',
-  rate_limited: 'The client sent too many messages; the message was ignored',
+  rate_limited:
+    'The client sent too many messages; they are ignored until it slows down (one such frame a run; a flood closes the socket, 1008)',
 } as const
 export type LiveErrorCode = keyof typeof LIVE_ERROR_CODES
 

@@ -438,6 +438,31 @@ describe('analyst API edge cases, on InfluxDB and on the embedded store', () => 
     }
   })
 
+  it('refuses a day the calendar does not have instead of rolling it over to the next month', async () => {
+    for (const from of ['2025-02-30', '2025-02-29T08:00', '2025-04-31T00:00:00Z', '2024-02-30T00:00+08:00']) {
+      const { status, body } = await getJson<{ error: { code: string; message: string } }>(
+        embedded,
+        '/api/v1/readings',
+        { devices: 'e-hourly', metrics: 'waterLevel', window: '1d', from, to: '2025-06-01' },
+      )
+      expect(status, from).toBe(400)
+      expect(body.error.code).toBe('bad_request')
+      expect(body.error.message).toMatch(/^from:/)
+    }
+    // A leap day is a day, and a date without a zone is WITA midnight.
+    const leap = await getJson<QueryResult>(embedded, '/api/v1/readings', {
+      devices: 'e-aq-1',
+      metrics: 'pm25',
+      window: '1d',
+      aggregates: 'count',
+      from: '2024-02-29',
+      to: '2025-03-11',
+    })
+    expect(leap.status).toBe(200)
+    expect(leap.body.from).toBe(Date.UTC(2024, 1, 28, 16))
+    expect(leap.body.to).toBe(T0)
+  })
+
   describe('CSV in a spreadsheet', () => {
     const query = {
       kind: 'air-quality',

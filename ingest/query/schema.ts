@@ -116,6 +116,13 @@ const ISO = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:?\
 /** InfluxDB's time range; outside it neither store holds a reading. */
 const TIME_LIMIT_MS = 9_223_372_036_854
 
+/** Date.parse rolls 2025-02-30 over to 2025-03-02 and 2025-04-31 to May 1: a typo, not a date. */
+function isCalendarDate(value: string): boolean {
+  const [year, month, day] = value.slice(0, 10).split('-').map(Number) as [number, number, number]
+  const date = new Date(Date.UTC(year, month - 1, day))
+  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day
+}
+
 /** A time as analysts type it, in ms; a date without a zone is local midnight in `tz`. */
 export function parseTime(value: string | number, now: number, name: string, tzOffsetMs: number): number {
   let t: number | undefined
@@ -125,7 +132,7 @@ export function parseTime(value: string | number, now: number, name: string, tzO
     const [, amount, unit] = RELATIVE.exec(value)!
     t = now - Number(amount) * UNIT_MS[unit as keyof typeof UNIT_MS]
   } else if (/^-?\d{1,16}$/.test(value)) t = Number(value)
-  else if (ISO.test(value)) {
+  else if (ISO.test(value) && isCalendarDate(value)) {
     const zoned = /T.*(Z|[+-]\d{2}:?\d{2})$/.test(value)
     const parsed = Date.parse(value.includes('T') ? value : `${value}T00:00:00`)
     // Date.parse reads a zone-less date-time as the server's local time; the query's zone is meant.

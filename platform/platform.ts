@@ -53,6 +53,15 @@ function fileSecret(path: string, make: () => string): string {
   return value
 }
 
+/**
+ * InfluxDB did not answer `/ping`: not started yet (it came up after the platform, after a power cut) or
+ * its host is down. That is an outage like any other, which the spool rides out; a store that answers and
+ * cannot be prepared (credentials, retention policy) is a configuration error instead.
+ */
+function isUnreachable(store: TimeSeriesStore, err: unknown): err is Error {
+  return store.kind === 'influxdb' && err instanceof Error && err.message.includes('/ping failed')
+}
+
 function urlHost(host: string) {
   return host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
 }
@@ -65,7 +74,10 @@ export async function startPlatform(
   config: PlatformConfig,
   log: Logger,
   options: {
-    /** The broker thread died: the platform no longer takes readings. The entry point exits on it. */
+    /**
+     * The broker thread died, or InfluxDB came back but refused to be prepared: the platform no longer
+     * takes or stores readings. The entry point exits on it.
+     */
     onFatal?: (err: Error) => void
   } = {},
 ): Promise<Platform> {
@@ -89,8 +101,15 @@ export async function startPlatform(
   const registry = await DeviceRegistry.open({ path: join(dataDir, 'registry.duckdb'), key: registryKey })
   const store = createStore(config.ingest, log)
   const cleanup: Array<() => Promise<unknown> | unknown> = [() => registry.close()]
+  let storeDown: { message: string; at: number; retryable: true } | undefined
   try {
-    await store.init()
+    try {
+      await store.init()
+    } catch (err) {
+      if (!isUnreachable(store, err)) throw err
+      storeDown = { message: err.message, at: Date.now(), retryable: true }
+      log.warn({ err: err.message }, 'InfluxDB is not reachable; readings are spooled until it answers')
+    }
     cleanup.unshift(() => store.close())
     const live = new LiveState(registry, bus, config.dashboard.aggregates)
     const alarmsConfig = config.dashboard.alarms ?? ALARMS_DEFAULTS
@@ -161,8 +180,44 @@ export async function startPlatform(
       },
       { log, metrics, bus },
     )
-    writer.start()
-    cleanup.unshift(() => writer.stop())
+    let stopping = false
+    let storeRetry: NodeJS.Timeout | undefined
+    // The writer starts only once the store is prepared: InfluxDB 1.x would refuse (404) every write to a
+    // database not created yet, and the writer would set those readings aside as refused.
+    const prepareStoreLater = (delayMs: number) => {
+      storeRetry = setTimeout(async () => {
+        try {
+          await store.init()
+        } catch (err) {
+          if (stopping) return
+          if (!isUnreachable(store, err)) {
+            const error = err instanceof Error ? err : new Error(String(err))
+            log.fatal({ err: error }, 'InfluxDB answers but could not be prepared; readings are not stored')
+            options.onFatal?.(error)
+            return
+          }
+          const next = Math.min(delayMs * 2, 30_000)
+          storeDown = { message: err.message, at: Date.now(), retryable: true }
+          log.warn(
+            { err: err.message, retryInMs: next },
+            'InfluxDB still not reachable; readings stay in the spool',
+          )
+          prepareStoreLater(next)
+          return
+        }
+        if (stopping) return
+        storeDown = undefined
+        log.info({ pending: spool.pendingCount }, 'InfluxDB is reachable; storing the spooled readings')
+        writer.start()
+      }, delayMs)
+    }
+    if (storeDown === undefined) writer.start()
+    else prepareStoreLater(1000)
+    cleanup.unshift(() => {
+      stopping = true
+      clearTimeout(storeRetry)
+      return writer.stop()
+    })
 
     const mqtt = broker.addresses
 
@@ -175,7 +230,7 @@ export async function startPlatform(
         rejections,
         metrics,
         bus,
-        ingestStatus: () => writer.status,
+        ingestStatus: () => (storeDown ? { ...writer.status, lastError: storeDown } : writer.status),
         log,
         alarms,
         mqtt,
@@ -201,7 +256,13 @@ export async function startPlatform(
       // Order matters: devices first (no new readings), then the broker (pending acks finish), then drain.
       await fleet?.stop()
       await broker.stopBroker()
-      const drained = await spool.whenDrained(options.flushTimeoutMs ?? 10_000)
+      stopping = true
+      clearTimeout(storeRetry)
+      // With the store never reached there is no writer to wait for.
+      const drained =
+        storeDown === undefined
+          ? await spool.whenDrained(options.flushTimeoutMs ?? 10_000)
+          : spool.pendingCount === 0
       if (!drained) {
         log.warn(
           { pending: spool.pendingCount },

@@ -2,7 +2,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type Influxd, startInfluxd } from './helpers/influxd.ts'
+import { connectDevice, eventually, publishQos1, RIVER_DEVICE } from './helpers/platform.ts'
 import { spawnTs, type TsProcess } from './helpers/process.ts'
+import { storedSeqsByDevice } from './helpers/stored.ts'
 
 const KILL_PRELOAD = new URL('./helpers/platform-edge-kill-broker.mjs', import.meta.url).pathname
 
@@ -13,6 +16,7 @@ function exitWithin(p: TsProcess, ms: number): Promise<number | null | 'hung'> {
 
 describe('platform process: failures an operator meets', () => {
   let dir: string
+  let influx: Influxd | undefined
   const procs: TsProcess[] = []
   const env = (extra: Record<string, string> = {}) => ({
     MQTT_HOST: '127.0.0.1',
@@ -33,8 +37,9 @@ describe('platform process: failures an operator meets', () => {
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'platform-edge-startup-'))
   })
-  afterAll(() => {
+  afterAll(async () => {
     for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL')
+    await influx?.stop()
     rmSync(dir, { recursive: true, force: true })
   })
 
@@ -50,5 +55,59 @@ describe('platform process: failures an operator meets', () => {
     // Before the fix close-with-grace's exit(0) replaced the exit code set for the failure: systemd's
     // Restart=on-failure left the platform down.
     expect(code, p.output().slice(-2000)).toBe(1)
+  })
+
+  it('starts while InfluxDB is down, spools what devices send, and stores it once InfluxDB answers', {
+    timeout: 90_000,
+  }, async () => {
+    influx = await startInfluxd()
+    await influx.halt()
+    const token = 'platform-edge-token-0123456789'
+    const p = start(
+      env({ INFLUX_URL: influx.url, INFLUX_API: 'v1', INFLUX_DATABASE: 'city', LOG_LEVEL: 'info' }),
+    )
+    // Before the fix: "platform failed to start" (/ping failed) and exit 1, so a machine whose InfluxDB
+    // comes up after the platform (a power cut) crash-looped into systemd's start limit.
+    const [, httpUrl] = await p.waitFor(/REST API:\s+(http:\/\/\S+?)\/api\/v1/)
+    expect(p.output()).toMatch(/InfluxDB is not reachable/)
+    const api = (path: string, init: RequestInit = {}) =>
+      fetch(`${httpUrl}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      })
+    const health = (await (await api('/api/v1/health')).json()) as { status: string }
+    expect(health.status).toBe('degraded')
+
+    const res = await api('/api/v1/devices', { method: 'POST', body: JSON.stringify(RIVER_DEVICE) })
+    expect(res.status).toBe(201)
+    const { secret } = (await res.json()) as { secret: string }
+    const [, mqttUrl] = await p.waitFor(/MQTT:\s+(mqtt:\/\/\S+)/)
+    const device = await connectDevice(mqttUrl!, RIVER_DEVICE.id, secret)
+    const t0 = Date.now() - 60_000
+    for (let seq = 0; seq < 20; seq++)
+      await publishQos1(
+        device,
+        `devices/${RIVER_DEVICE.id}/telemetry`,
+        JSON.stringify({ ts: t0 + seq * 1000, seq, waterLevel: 120 }),
+      )
+    device.end(true)
+
+    // The database does not exist yet: the writer must wait for the store to be prepared, not have its
+    // writes refused (404) and dead-lettered.
+    await influx.start()
+    const stored = await eventually(
+      async () => {
+        const s = await storedSeqsByDevice(influx!, 'river-level').catch(() => undefined)
+        return s && (s.get(RIVER_DEVICE.id)?.length ?? 0) >= 20 ? s : undefined
+      },
+      40_000,
+      250,
+    )
+    expect([...(stored.get(RIVER_DEVICE.id) ?? [])].sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 20 }, (_, i) => i),
+    )
+    expect(p.output()).not.toMatch(/dead-lettered/)
+    p.child.kill('SIGTERM')
+    expect(await exitWithin(p, 30_000)).toBe(0)
   })
 })

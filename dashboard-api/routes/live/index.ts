@@ -3,8 +3,24 @@ import type { FastifyInstance } from 'fastify'
 import { HttpError, tokenMatches } from '../../errors.ts'
 import { LIVE_PATH } from '../../protocol.ts'
 
+/**
+ * An origin as browsers serialise it (lower-case scheme and host, no default port, no path), so that
+ * `https://Wall.Denpasar.go.id/` in LIVE_ALLOWED_ORIGINS allows the page that `https://wall.denpasar.go.id`
+ * serves; compared as written, such an entry refused every display. `null` and other non-URLs stay as
+ * they are.
+ */
+function canonicalOrigin(origin: string): string {
+  try {
+    const o = new URL(origin.trim()).origin
+    return o === 'null' ? origin.trim() : o
+  } catch {
+    return origin.trim()
+  }
+}
+
 export default async function liveRoutes(app: FastifyInstance) {
-  const { displayToken, allowedOrigins } = app.config
+  const { displayToken } = app.config
+  const allowedOrigins = app.config.allowedOrigins?.map(canonicalOrigin)
   // The handshake's own refusals (no or a malformed Sec-WebSocket-Key, an unknown version, a bad extension
   // offer) were `ws`'s plain text as text/html; they get the standard error body too.
   app.websocketServer.on('wsClientError', (err: Error, socket: Duplex) => {
@@ -24,7 +40,11 @@ export default async function liveRoutes(app: FastifyInstance) {
     // Checked before the upgrade: a refused display gets a plain HTTP error, no socket.
     preValidation: async (req) => {
       const origin = req.headers.origin
-      if (origin !== undefined && allowedOrigins !== undefined && !allowedOrigins.includes(origin)) {
+      if (
+        origin !== undefined &&
+        allowedOrigins !== undefined &&
+        !allowedOrigins.includes(canonicalOrigin(origin))
+      ) {
         throw new HttpError(403, 'forbidden', 'origin not allowed')
       }
       if (displayToken !== undefined) {

@@ -438,6 +438,49 @@ describe('analyst API edge cases, on InfluxDB and on the embedded store', () => 
     }
   })
 
+  it('an aggregate or metric named twice gives its column once, in JSON and CSV', async () => {
+    const query = {
+      devices: 'e-aq-1',
+      metrics: 'pm25,pm25',
+      window: '1d',
+      aggregates: 'max,count,max',
+      from: String(T0),
+      to: String(T0 + 2 * DAY),
+    }
+    for (const platform of platforms()) {
+      const { status, body } = await getJson<QueryResult>(platform, '/api/v1/readings', query)
+      expect(status).toBe(200)
+      expect(body.columns).toEqual(['pm25_max', 'pm25_count'])
+      expect(body.aggregates).toEqual(['max', 'count'])
+      expect(body.series[0]!.values).toEqual({ pm25_max: [30, 50], pm25_count: [2, 1] })
+      const csv = await get(platform, '/api/v1/readings', { ...query, format: 'csv' })
+      const lines = csv.bytes
+        .toString('utf8')
+        .replace(/^\uFEFF/, '')
+        .trimEnd()
+        .split('\r\n')
+      expect(lines).toEqual([
+        'device,time,time_ms,pm25_max,pm25_count',
+        `e-aq-1,2025-03-11T00:00:00.000+08:00,${T0},30,2`,
+        `e-aq-1,2025-03-12T00:00:00.000+08:00,${T0 + DAY},50,1`,
+      ])
+    }
+  })
+
+  it('the daily ISPU is limited by the columns it answers, not the pollutant means it is made of', async () => {
+    // 102 days × 3 ISPU columns = 306 values, within 400; the 7 pollutant means behind it are not answered.
+    const { status, body } = await getJson<QueryResult>(onInflux, '/api/v1/readings', {
+      devices: 'e-aq-1',
+      metrics: 'ispu',
+      window: '1d',
+      from: String(T0 - 100 * DAY),
+      to: String(T0 + 2 * DAY),
+    })
+    expect(status, JSON.stringify(body).slice(0, 300)).toBe(200)
+    expect(body.columns).toEqual(['ispu', 'ispuCategory', 'ispuCritical'])
+    expect(body.series[0]!.time).toEqual([T0, T0 + DAY])
+  })
+
   it('refuses a day the calendar does not have instead of rolling it over to the next month', async () => {
     for (const from of ['2025-02-30', '2025-02-29T08:00', '2025-04-31T00:00:00Z', '2024-02-30T00:00+08:00']) {
       const { status, body } = await getJson<{ error: { code: string; message: string } }>(

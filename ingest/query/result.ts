@@ -2,7 +2,7 @@ import { Readable } from 'node:stream'
 import { computeIspu, ISPU_POLLUTANTS, type IspuPollutant } from '../../dashboard-api/aggregates/ispu.ts'
 import type { AnalystRow } from '../store/types.ts'
 import { QueryError } from './errors.ts'
-import { ISPU_METRIC, type ResolvedQuery, TIME_ZONES, windowColumns } from './schema.ts'
+import { ISPU_COLUMNS, ISPU_METRIC, type ResolvedQuery, TIME_ZONES, windowColumns } from './schema.ts'
 
 export type Cell = number | string | null
 
@@ -27,8 +27,6 @@ export interface QueryResult {
   readonly rows: number
   readonly series: ResultSeries[]
 }
-
-export const ISPU_COLUMNS = [ISPU_METRIC, 'ispuCategory', 'ispuCritical'] as const
 
 /**
  * Rows as both stores agree to give them: windows where nothing was measured are left out (InfluxDB's
@@ -75,7 +73,7 @@ export function shapeResult(q: ResolvedQuery, storeRows: readonly AnalystRow[]):
   const wantsIspu = q.metrics.includes(ISPU_METRIC)
   const asked = q.metrics.filter((m) => m !== ISPU_METRIC)
   const raw = s.windowMs === undefined
-  const columns = raw ? [...asked] : windowColumns(asked, q.request.aggregates)
+  const columns = raw ? [...asked] : windowColumns(asked, q.aggregates)
   if (wantsIspu) columns.push(...ISPU_COLUMNS)
   const storeColumns = raw ? [...s.fields] : windowColumns(s.fields, s.aggregates)
   const index = new Map(storeColumns.map((c, i) => [c, i]))
@@ -123,7 +121,7 @@ export function shapeResult(q: ResolvedQuery, storeRows: readonly AnalystRow[]):
     window: q.window,
     tz: s.tz,
     groupBy: s.groupBy,
-    aggregates: raw ? [] : q.request.aggregates,
+    aggregates: raw ? [] : q.aggregates,
     columns,
     rows: rows.length,
     series,

@@ -38,6 +38,8 @@ export const DEFAULT_TIME_ZONE: TimeZoneName = 'Asia/Makassar'
 
 /** The derived daily ISPU of air-quality stations (P.14/2020), computed from daily means of the pollutants. */
 export const ISPU_METRIC = 'ispu'
+/** Columns the ISPU adds to an answer: its value, band and critical pollutant. */
+export const ISPU_COLUMNS = [ISPU_METRIC, 'ispuCategory', 'ispuCritical'] as const
 
 const MAX_DEVICES = 200
 const MAX_METRICS = 20
@@ -167,8 +169,10 @@ export interface QueryLimits {
 export interface ResolvedQuery {
   readonly request: ReadingsQuery
   readonly store: AnalystQuery
-  /** Metrics as asked (`ispu` included). */
+  /** Metrics as asked (`ispu` included), each once. */
   readonly metrics: readonly string[]
+  /** Aggregates as asked, each once (the store may compute more for the ISPU). */
+  readonly aggregates: readonly AnalystAggregate[]
   readonly window: WindowName
   /** Most values the answer may hold. */
   readonly maxPoints: number
@@ -227,14 +231,20 @@ export function resolveQuery(
   }
 
   const windowMs = WINDOWS[request.window]
-  const aggregates: AnalystAggregate[] = [...new Set(request.aggregates)]
-  const fields = metrics.filter((m) => m !== ISPU_METRIC)
+  const askedAggregates: AnalystAggregate[] = [...new Set(request.aggregates)]
+  const aggregates = [...askedAggregates]
+  const asked = metrics.filter((m) => m !== ISPU_METRIC)
+  const fields = [...asked]
   if (wantsIspu) {
     for (const p of ISPU_POLLUTANTS) if (!fields.includes(p)) fields.push(p)
     if (!aggregates.includes('mean')) aggregates.push('mean')
   }
   const storeAggregates = windowMs === undefined ? [] : aggregates
-  const columns = windowMs === undefined ? fields.length : fields.length * aggregates.length
+  // Values per row of the answer: the pollutant means behind the ISPU are read, not answered.
+  const columns =
+    windowMs === undefined
+      ? fields.length
+      : asked.length * askedAggregates.length + (wantsIspu ? ISPU_COLUMNS.length : 0)
   const maxRows = Math.max(1, Math.floor(limits.maxPoints / columns))
 
   // Windowed answers cannot be cut off by a LIMIT in InfluxQL (it counts per series), so their size is
@@ -267,6 +277,7 @@ export function resolveQuery(
   return {
     request,
     metrics,
+    aggregates: askedAggregates,
     window: request.window,
     maxPoints: limits.maxPoints,
     store: {

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { z } from 'zod'
 import { type BrokerConfig, brokerConfigFromEnv, TELEMETRY_PUBLISH_OVERHEAD_BYTES } from '../broker/index.ts'
 import { type DashboardConfig, dashboardConfigFromEnv } from '../dashboard-api/index.ts'
@@ -52,6 +53,37 @@ function payloadLimitProblems(broker: BrokerConfig, ingest: IngestConfig): Confi
   ]
 }
 
+const HOST_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/
+
+/** An IP address, or a name made of RFC 1123 labels whose last one is not all digits (so not a bad IP). */
+function isListenHost(host: string): boolean {
+  if (isIP(host) !== 0) return true
+  const labels = host.replace(/\.$/, '').split('.')
+  return host.length <= 253 && labels.every((l) => HOST_LABEL.test(l)) && !/^\d+$/.test(labels.at(-1) ?? '')
+}
+
+/**
+ * A listen address that is no address reached the listeners: the broker's socket was already open when the
+ * API's failed in getaddrinfo, with an error naming no variable.
+ */
+function hostProblems(broker: BrokerConfig | undefined, dashboard: DashboardConfig | undefined) {
+  const hosts = [
+    ['MQTT_HOST', broker?.host],
+    ['HTTP_HOST', dashboard?.host],
+  ] as const
+  return hosts.flatMap(([variable, host]) =>
+    host === undefined || isListenHost(host)
+      ? []
+      : [
+          {
+            variable,
+            message: 'expected an IP address or a host name, e.g. 0.0.0.0, 127.0.0.1 or ::',
+            value: host,
+          },
+        ],
+  )
+}
+
 /**
  * Validates every component's configuration before anything opens a socket, and reports all bad
  * variables of all components at once.
@@ -74,6 +106,7 @@ export function loadPlatformConfig(env: Readonly<Record<string, string | undefin
   const ingest = attempt(() => ingestConfigFromEnv(env))
   const dashboard = attempt(() => dashboardConfigFromEnv(env))
   if (broker && ingest) problems.push(...payloadLimitProblems(broker, ingest))
+  problems.push(...hostProblems(broker, dashboard))
   if (problems.length > 0 || !platform || !broker || !ingest || !dashboard)
     throw new ConfigError('platform', problems)
   return {

@@ -110,4 +110,23 @@ describe('platform process: failures an operator meets', () => {
     p.child.kill('SIGTERM')
     expect(await exitWithin(p, 30_000)).toBe(0)
   })
+
+  it('refuses a listen address that is neither an IP address nor a host name, before any socket opens', {
+    timeout: 60_000,
+  }, async () => {
+    for (const [variable, value] of [
+      ['HTTP_HOST', '999.999.1.1'],
+      ['MQTT_HOST', '\u0661\u0662'],
+      ['HTTP_HOST', '-bad-.example'],
+      ['MQTT_HOST', '127.0.0.1:1883'],
+    ] as const) {
+      const p = start(env({ [variable]: value, LOG_LEVEL: 'info' }))
+      const code = await exitWithin(p, 30_000)
+      // Before the fix the broker opened its MQTT socket first, and the bad name failed in getaddrinfo
+      // (exit 1, ENOTFOUND, no variable named).
+      expect(code, p.output().slice(-1500)).toBe(78)
+      expect(p.stderr()).toMatch(new RegExp(`${variable}: expected an IP address or a host name`))
+      expect(p.output()).not.toMatch(/mqtt listener|is running/)
+    }
+  })
 })

@@ -53,6 +53,7 @@ interface LiveClient {
   needAlarms: boolean
   /** A `subscribe` arrived while the socket was over the limit: its snapshot goes out once it is not. */
   needSnapshot: boolean
+  /** Monotonic (`performance.now()`), as `tokensAt`: a clock set back or forward must not stretch limits. */
   slowSince: number | null
   alive: boolean
   /** Data of the last ping sent; only a pong echoing it counts as an answer. */
@@ -173,7 +174,7 @@ export class LiveHub {
       alive: true,
       pingData: undefined,
       tokens: 2 * CLIENT_MESSAGES_PER_SEC,
-      tokensAt: Date.now(),
+      tokensAt: performance.now(),
       dropped: 0,
     }
     this.clients.add(client)
@@ -209,11 +210,13 @@ export class LiveHub {
     // A client closed for flooding, cut off as slow or dead: what it still sends is not read.
     if (!this.clients.has(client)) return
     const now = Date.now()
+    // Date.now() set back an hour took 36,000 tokens: the display was refused every message for an hour.
+    const mono = performance.now()
     client.tokens = Math.min(
       2 * CLIENT_MESSAGES_PER_SEC,
-      client.tokens + ((now - client.tokensAt) / 1000) * CLIENT_MESSAGES_PER_SEC,
+      client.tokens + ((mono - client.tokensAt) / 1000) * CLIENT_MESSAGES_PER_SEC,
     )
-    client.tokensAt = now
+    client.tokensAt = mono
     if (client.tokens < 1) {
       client.dropped++
       if (client.dropped === 1) this.error(client, 'rate_limited', 'too many messages; slow down')
@@ -261,7 +264,7 @@ export class LiveHub {
    * and one more is owed; the owed one is built when the socket drains, from the state of that moment.
    */
   private requestSnapshot(client: LiveClient, now: number) {
-    if (this.admit(client, now)) this.sendSnapshot(client, now)
+    if (this.admit(client)) this.sendSnapshot(client, now)
     else client.needSnapshot = this.clients.has(client)
   }
 
@@ -396,7 +399,7 @@ export class LiveHub {
       for (const key of this.held.keys()) if (!groups.has(key)) this.held.delete(key)
     }
     for (const client of this.clients) {
-      const ready = this.admit(client, now)
+      const ready = this.admit(client)
       if (!this.clients.has(client)) continue
       const g = groups.get(client.scopeKey)
       if (g?.departed) {
@@ -465,7 +468,8 @@ export class LiveHub {
    * client over the limit longer than the grace period is cut off (called for each client on every tick
    * too, so it happens even when nothing is owed).
    */
-  private admit(client: LiveClient, now: number): boolean {
+  private admit(client: LiveClient): boolean {
+    const now = performance.now()
     if (client.socket.bufferedAmount <= this.options.maxBufferedBytes) {
       client.slowSince = null
       return true
@@ -504,7 +508,7 @@ export class LiveHub {
 
   /** Replies, error frames and the greeting: dropped while the client is over the limit. */
   private sendRaw(client: LiveClient, data: string | Buffer) {
-    if (this.admit(client, Date.now())) this.write(client, data)
+    if (this.admit(client)) this.write(client, data)
   }
 
   /** Only after `admit` said yes, in the same turn of the event loop. */

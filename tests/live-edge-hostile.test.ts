@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import WebSocket from 'ws'
 import type { ServerMessage } from '../dashboard-api/protocol.ts'
 import { eventually, openLive, startTestPlatform, type TestPlatform } from './helpers/platform.ts'
@@ -71,6 +71,25 @@ describe('live stream: hostile and odd client messages (real ws clients)', () =>
     const other = await openLive(platform.httpUrl)
     await other.waitFor((m) => m.type === 'snapshot')
     other.close()
+  })
+
+  it('a clock set back does not rate-limit a display that sends one message', async () => {
+    const live = await openLive(platform.httpUrl)
+    try {
+      await live.waitFor((m) => m.type === 'snapshot')
+      // As NTP correcting a machine whose clock ran an hour fast: Date.now() jumps back, time goes on.
+      vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true })
+      vi.setSystemTime(Date.now() - 3_600_000)
+      live.ws.send(JSON.stringify({ v: 1, type: 'ping', id: 'after-jump' }))
+      const answer = await live.waitFor(
+        (m) =>
+          (m.type === 'pong' && m.id === 'after-jump') || (m.type === 'error' && m.code === 'rate_limited'),
+      )
+      expect(answer.type).toBe('pong')
+    } finally {
+      vi.useRealTimers()
+      live.close()
+    }
   })
 
   it('answers messages that are not a protocol object with bad_message and keeps the socket', async () => {

@@ -84,6 +84,40 @@ function hostProblems(broker: BrokerConfig | undefined, dashboard: DashboardConf
   )
 }
 
+const WILDCARD_HOSTS = ['0.0.0.0', '::']
+
+/**
+ * Two listeners on one port: the broker's took it, and the next one failed with EADDRINUSE after a socket
+ * was open, naming no variable. Port 0 is any free port, and two distinct addresses may share a port.
+ */
+function portClashProblems(broker: BrokerConfig | undefined, dashboard: DashboardConfig | undefined) {
+  const listeners = [
+    ['MQTT_PORT', broker?.host, broker?.port],
+    ['MQTT_WS_PORT', broker?.host, broker?.wsPort],
+    ['MQTT_TLS_PORT', broker?.host, broker?.tls?.port],
+    ['HTTP_PORT', dashboard?.host, dashboard?.port],
+  ] as const
+  const problems: ConfigError['problems'][number][] = []
+  listeners.forEach(([variable, host, port], i) => {
+    if (host === undefined || port === undefined || port === 0) return
+    const taken = listeners
+      .slice(0, i)
+      .find(
+        ([, h, p]) =>
+          p === port &&
+          h !== undefined &&
+          (h === host || WILDCARD_HOSTS.includes(h) || WILDCARD_HOSTS.includes(host)),
+      )
+    if (taken)
+      problems.push({
+        variable,
+        message: `expected a port other than ${taken[0]}'s (${port}): two listeners cannot share it`,
+        value: String(port),
+      })
+  })
+  return problems
+}
+
 /**
  * Validates every component's configuration before anything opens a socket, and reports all bad
  * variables of all components at once.
@@ -106,7 +140,7 @@ export function loadPlatformConfig(env: Readonly<Record<string, string | undefin
   const ingest = attempt(() => ingestConfigFromEnv(env))
   const dashboard = attempt(() => dashboardConfigFromEnv(env))
   if (broker && ingest) problems.push(...payloadLimitProblems(broker, ingest))
-  problems.push(...hostProblems(broker, dashboard))
+  problems.push(...hostProblems(broker, dashboard), ...portClashProblems(broker, dashboard))
   if (problems.length > 0 || !platform || !broker || !ingest || !dashboard)
     throw new ConfigError('platform', problems)
   return {

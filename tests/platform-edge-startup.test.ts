@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Influxd, startInfluxd } from './helpers/influxd.ts'
 import { connectDevice, eventually, publishQos1, RIVER_DEVICE } from './helpers/platform.ts'
-import { spawnTs, type TsProcess } from './helpers/process.ts'
+import { freePort, spawnTs, type TsProcess } from './helpers/process.ts'
 import { storedSeqsByDevice } from './helpers/stored.ts'
 
 const KILL_PRELOAD = new URL('./helpers/platform-edge-kill-broker.mjs', import.meta.url).pathname
@@ -126,6 +126,27 @@ describe('platform process: failures an operator meets', () => {
       // (exit 1, ENOTFOUND, no variable named).
       expect(code, p.output().slice(-1500)).toBe(78)
       expect(p.stderr()).toMatch(new RegExp(`${variable}: expected an IP address or a host name`))
+      expect(p.output()).not.toMatch(/mqtt listener|is running/)
+    }
+  })
+
+  it('refuses two listeners on one port, naming both variables, before any socket opens', {
+    timeout: 60_000,
+  }, async () => {
+    const port = String(await freePort())
+    const clashes: Record<string, string>[] = [
+      { MQTT_PORT: port, HTTP_PORT: port },
+      { MQTT_WS_PORT: port, HTTP_PORT: port },
+      { MQTT_PORT: port, MQTT_WS_PORT: port },
+    ]
+    for (const clash of clashes) {
+      const [first, second] = Object.keys(clash)
+      const p = start(env({ ...clash, LOG_LEVEL: 'info' }))
+      const code = await exitWithin(p, 30_000)
+      // Before the fix the broker took the port and the second listener failed with EADDRINUSE (exit 1),
+      // naming no variable.
+      expect(code, p.output().slice(-1500)).toBe(78)
+      expect(p.stderr()).toMatch(new RegExp(`${second}: expected a port other than ${first}'s \\(${port}\\)`))
       expect(p.output()).not.toMatch(/mqtt listener|is running/)
     }
   })

@@ -333,16 +333,16 @@ export class LiveHub {
    */
   private async refreshInSlices(
     now: number,
-  ): Promise<{ views: CachedView[]; removed: boolean; alarmsChanged: boolean }> {
+  ): Promise<{ views: CachedView[]; removed: string[]; alarmsChanged: boolean }> {
     const views: CachedView[] = []
-    let removed = false
+    const removed: string[] = []
     let alarmsChanged = false
     // Only what changed before this tick: devices that change meanwhile wait for the next one.
     let left = this.state.pendingChanges
     for (let first = true; first || left > 0; first = false) {
       const r = this.state.refresh(now, { budget: REFRESH_SLICE, sweep: first })
       views.push(...r.views)
-      removed ||= r.removed.length > 0
+      removed.push(...r.removed)
       alarmsChanged ||= r.alarmsChanged
       left = Math.min(left - REFRESH_SLICE, this.state.pendingChanges)
       if (left > 0) await new Promise((resolve) => setImmediate(resolve))
@@ -357,7 +357,10 @@ export class LiveHub {
     try {
       const now = Date.now()
       const { views, removed, alarmsChanged } = await this.refreshInSlices(now)
-      this.fanOut(now, views, removed || alarmsChanged)
+      // Only a removed device some display may hold changes anything: the aggregator may report the same
+      // decommissioned device again and again, and each would cost every scope its lists.
+      const held = [...this.held.values()]
+      this.fanOut(now, views, alarmsChanged || removed.some((id) => held.some((h) => h.has(id))))
     } finally {
       this.ticking = false
     }

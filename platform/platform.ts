@@ -40,13 +40,24 @@ export interface Platform {
   stop(options?: { flushTimeoutMs?: number }): Promise<void>
 }
 
-/** A secret kept in the data directory, created on first start (mode 0600). */
-function fileSecret(path: string, make: () => string): string {
+/**
+ * A secret kept in the data directory, created on first start (mode 0600). One that is there and cannot be
+ * used stops the start, naming the file: made again, a registry key would lock out every registered device.
+ */
+function fileSecret(
+  path: string,
+  make: () => string,
+  valid: { test(v: string): boolean; expected: string },
+): string {
+  let existing = ''
   try {
-    const existing = readFileSync(path, 'utf8').trim()
-    if (existing.length > 0) return existing
-  } catch {
-    // first start
+    existing = readFileSync(path, 'utf8').trim()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  if (existing.length > 0) {
+    if (!valid.test(existing)) throw new Error(`${path}: expected ${valid.expected}; fix or remove the file`)
+    return existing
   }
   const value = make()
   writeFileSync(path, `${value}\n`, { mode: 0o600 })
@@ -85,12 +96,18 @@ export async function startPlatform(
   mkdirSync(dataDir, { recursive: true })
   const registryKey = Buffer.from(
     config.ingest.registryKeyHex ??
-      fileSecret(join(dataDir, 'registry.key'), () => randomBytes(32).toString('hex')),
+      fileSecret(join(dataDir, 'registry.key'), () => randomBytes(32).toString('hex'), {
+        test: (v) => /^[0-9a-fA-F]{32,}$/.test(v),
+        expected: 'at least 32 hexadecimal characters (as REGISTRY_KEY)',
+      }),
     'hex',
   )
   const apiToken =
     config.dashboard.apiToken ??
-    fileSecret(join(dataDir, 'api-token'), () => randomBytes(24).toString('base64url'))
+    fileSecret(join(dataDir, 'api-token'), () => randomBytes(24).toString('base64url'), {
+      test: (v) => v.length >= 16,
+      expected: 'at least 16 characters (as API_TOKEN)',
+    })
 
   const bus = new PlatformBus()
   const metrics = createMetrics({ defaultMetrics: true })

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -148,6 +148,34 @@ describe('platform process: failures an operator meets', () => {
       expect(code, p.output().slice(-1500)).toBe(78)
       expect(p.stderr()).toMatch(new RegExp(`${second}: expected a port other than ${first}'s \\(${port}\\)`))
       expect(p.output()).not.toMatch(/mqtt listener|is running/)
+    }
+  })
+
+  it('refuses a registry key or API token file it cannot use, naming the file, instead of starting with it', {
+    timeout: 60_000,
+  }, async () => {
+    for (const [file, content, expected] of [
+      [
+        'registry.key',
+        'not a hex key, edited by hand\n',
+        /registry\.key.*expected at least 32 hexadecimal characters/,
+      ],
+      ['api-token', 'short\n', /api-token.*expected at least 16 characters/],
+    ] as const) {
+      // Without API_TOKEN the platform takes its token from the file.
+      const e = Object.fromEntries(
+        Object.entries(env({ LOG_LEVEL: 'info' })).filter(([k]) => k !== 'API_TOKEN'),
+      )
+      mkdirSync(e.DATA_DIR!, { recursive: true })
+      writeFileSync(join(e.DATA_DIR!, file), content)
+      const p = start(e)
+      const code = await exitWithin(p, 30_000)
+      // Before the fix the platform started: the registry hashed device secrets with Buffer.from(text, 'hex')
+      // of that text (an empty key), so every device registered before was refused with no word why; a
+      // five-character API token was accepted.
+      expect(code, p.output().slice(-1500)).toBe(1)
+      expect(p.output()).toMatch(expected)
+      expect(p.output()).not.toMatch(/is running/)
     }
   })
 })

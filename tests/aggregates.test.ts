@@ -439,5 +439,39 @@ describe('Aggregator on the bus', () => {
     expect(gone.removed).toContain(id)
     expect(agg.all().map((v) => v.view.id)).not.toContain(id)
     expect(agg.alarms().some((a) => a.deviceId === id)).toBe(false)
+    // Reported removed once, not on every refresh after.
+    expect(agg.refresh().removed).not.toContain(id)
+
+    // The id registered again is another device, with nothing of the one before.
+    await registry.register(
+      {
+        id,
+        kind: 'rain-gauge',
+        name: 'Pos hujan Badung',
+        regency: 'Kota Denpasar',
+        district: 'Denpasar Barat',
+        latitude: -8.65,
+        longitude: 115.21,
+        reportingIntervalMs: 60_000,
+      },
+      't',
+    )
+    agg.refresh()
+    const fresh = agg.view(id)!
+    expect(fresh.kind).toBe('rain-gauge')
+    expect(fresh.latest).toBeNull()
+    expect(fresh.status).toBe('unknown')
+  })
+
+  it("moves a device's derived condition with the device to its new district", async () => {
+    const id = 'dps-river-001'
+    bus.emit('readings.accepted', [reading(id, 'river-level', Date.now(), { waterLevel: 160 }, 100)])
+    agg.refresh()
+    expect(agg.alarms().find((a) => a.deviceId === id && a.type === 'river')?.district).toBe(
+      registry.get(id)!.district,
+    )
+    await registry.update(id, { district: 'Denpasar Timur' }, 't')
+    agg.refresh()
+    expect(agg.alarms().find((a) => a.deviceId === id && a.type === 'river')?.district).toBe('Denpasar Timur')
   })
 })

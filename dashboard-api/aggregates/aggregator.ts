@@ -120,7 +120,11 @@ export class Aggregator {
     // A view shows registry fields (name, district, thresholds) and leaves when the device is
     // decommissioned; a device that sends nothing more, such as one decommissioned while offline, is
     // marked by nothing else, so its old view stayed on the wall with its offline condition.
-    const onRegistryChange = (c: RegistryChange) => this.changed.add(c.device.id)
+    const onRegistryChange = (c: RegistryChange) => {
+      // An id registered again is another device: nothing of the one before may show as its own.
+      if (c.action === 'register') this.states.delete(c.device.id)
+      this.changed.add(c.device.id)
+    }
     bus.on('readings.accepted', onReadings)
     bus.on('device.status', onStatus)
     registry.on('changed', onRegistryChange)
@@ -270,7 +274,10 @@ export class Aggregator {
   private rebuild(id: string, now: number): CachedView | undefined {
     const view = this.view(id, now)
     if (view === undefined) {
+      // Gone from the registry or decommissioned: its state would be swept (and reported removed) on
+      // every refresh for as long as the platform runs.
       this.cache.delete(id)
+      this.states.delete(id)
       return undefined
     }
     const s = this.states.get(id)
@@ -360,7 +367,11 @@ export class Aggregator {
         prev.level !== next.level ||
         prev.severity !== next.severity ||
         prev.value !== next.value ||
-        prev.name !== next.name
+        prev.name !== next.name ||
+        // A device moved to another district or regency: its condition goes to that wall.
+        prev.district !== next.district ||
+        prev.regency !== next.regency ||
+        prev.kind !== next.kind
       ) {
         this.alarmMap.set(id, next)
         this.alarmsCache = undefined

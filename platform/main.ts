@@ -17,6 +17,31 @@ try {
   throw err
 }
 
+/**
+ * A listener that could not bind, named by its variable: the error itself only says `listen EADDRINUSE …
+ * 127.0.0.1:1883` (from the broker thread as text, with no code left on it).
+ */
+function listenProblem(err: unknown): string | undefined {
+  const m = /listen (EADDRINUSE|EACCES|EADDRNOTAVAIL)\b.*?(\S+):(\d+)\s*$/.exec(
+    err instanceof Error ? err.message : '',
+  )
+  if (!m) return undefined
+  const [, code, host, port] = m
+  const variable = [
+    ['MQTT_PORT', config.broker.port],
+    ['MQTT_WS_PORT', config.broker.wsPort],
+    ['MQTT_TLS_PORT', config.broker.tls?.port],
+    ['HTTP_PORT', config.dashboard.port],
+  ].find(([, p]) => String(p) === port)?.[0]
+  const what =
+    code === 'EADDRINUSE'
+      ? 'is already in use (another process, or another instance of the platform)'
+      : code === 'EACCES'
+        ? 'needs privileges this process does not have (ports below 1024)'
+        : 'is not an address of this machine'
+  return `${variable ?? 'a listener'} ${port} on ${host} ${what}`
+}
+
 const log = pino({ level: config.logLevel, base: undefined })
 let failed = false
 const platform = await startPlatform(config, log, {
@@ -27,7 +52,8 @@ const platform = await startPlatform(config, log, {
     process.kill(process.pid, 'SIGTERM')
   },
 }).catch((err: unknown) => {
-  log.fatal({ err }, 'platform failed to start')
+  const problem = listenProblem(err)
+  log.fatal({ err }, problem ? `platform failed to start: ${problem}` : 'platform failed to start')
   process.exit(1)
 })
 

@@ -1,4 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -176,6 +177,26 @@ describe('platform process: failures an operator meets', () => {
       expect(code, p.output().slice(-1500)).toBe(1)
       expect(p.output()).toMatch(expected)
       expect(p.output()).not.toMatch(/is running/)
+    }
+  })
+
+  it('names the variable of a port another process holds', { timeout: 60_000 }, async () => {
+    const squatter = createServer()
+    await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', r))
+    const port = String((squatter.address() as { port: number }).port)
+    try {
+      for (const variable of ['MQTT_PORT', 'HTTP_PORT']) {
+        const p = start(env({ [variable]: port, LOG_LEVEL: 'info' }))
+        const code = await exitWithin(p, 30_000)
+        expect(code, p.output().slice(-1500)).toBe(1)
+        // Before the fix the line said only "listen EADDRINUSE: address already in use 127.0.0.1:<port>".
+        expect(p.output()).toMatch(
+          new RegExp(`"msg":"platform failed to start: ${variable} ${port} on 127.0.0.1 is already in use`),
+        )
+        expect(p.output()).not.toMatch(/is running/)
+      }
+    } finally {
+      squatter.close()
     }
   })
 })

@@ -16,6 +16,7 @@ export const DashboardEnvSchema = z.object({
   LIVE_MAX_BUFFERED_BYTES: envInt(1024, 64 * 1024 ** 2).default(1024 ** 2),
   LIVE_SLOW_CLIENT_TIMEOUT_MS: envInt(1000, 600_000).default(30_000),
   LIVE_HEARTBEAT_MS: envInt(1000, 600_000).default(30_000),
+  LIVE_MAX_CLIENTS: envInt(1, 100_000).default(500),
   /** Comma-separated origins allowed to open the live stream from a browser; unset allows any. */
   LIVE_ALLOWED_ORIGINS: z.string().trim().optional(),
   /** A river alert level is left only when the water falls this many cm below its threshold. */
@@ -35,6 +36,8 @@ export interface DashboardConfig {
     readonly maxBufferedBytes: number
     readonly slowClientTimeoutMs: number
     readonly heartbeatMs: number
+    /** Displays connected at once; more are refused (503) so that unread sockets cannot exhaust memory. */
+    readonly maxClients?: number
   }
   readonly aggregates: {
     readonly riverHysteresisCm: number
@@ -67,6 +70,7 @@ export function dashboardConfigFromEnv(env: Readonly<Record<string, string | und
       maxBufferedBytes: e.LIVE_MAX_BUFFERED_BYTES,
       slowClientTimeoutMs: e.LIVE_SLOW_CLIENT_TIMEOUT_MS,
       heartbeatMs: e.LIVE_HEARTBEAT_MS,
+      maxClients: e.LIVE_MAX_CLIENTS,
     },
     aggregates: { riverHysteresisCm: e.RIVER_HYSTERESIS_CM },
     query: { maxPoints: e.QUERY_MAX_POINTS, timeoutMs: e.QUERY_TIMEOUT_MS },

@@ -16,6 +16,7 @@ export const API_ERROR_CODES = {
   payload_too_large: 'The request body is too large',
   comment_required: 'A non-empty comment is required',
   store_unavailable: 'The time-series store did not answer; try again',
+  too_many_displays: 'The live stream has as many displays connected as it allows; try again later',
   internal: 'Internal error',
 } as const
 export type ApiErrorCode = keyof typeof API_ERROR_CODES

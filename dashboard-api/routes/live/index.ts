@@ -20,6 +20,10 @@ function canonicalOrigin(origin: string): string {
 
 export default async function liveRoutes(app: FastifyInstance) {
   const { displayToken } = app.config
+  // Each display that stops reading may hold LIVE_MAX_BUFFERED_BYTES and a frame in this process, beside
+  // the broker and ingest: without a cap, enough of them (anyone, when DISPLAY_TOKEN is unset) would take
+  // the whole platform's memory. Not per address: displays behind one proxy share one.
+  const maxClients = app.config.live.maxClients ?? 500
   const allowedOrigins = app.config.allowedOrigins?.map(canonicalOrigin)
   // The handshake's own refusals (no or a malformed Sec-WebSocket-Key, an unknown version, a bad extension
   // offer) were `ws`'s plain text as text/html; they get the standard error body too.
@@ -38,7 +42,7 @@ export default async function liveRoutes(app: FastifyInstance) {
     method: 'GET',
     url: LIVE_PATH,
     // Checked before the upgrade: a refused display gets a plain HTTP error, no socket.
-    preValidation: async (req) => {
+    preValidation: async (req, reply) => {
       const origin = req.headers.origin
       if (
         origin !== undefined &&
@@ -52,13 +56,21 @@ export default async function liveRoutes(app: FastifyInstance) {
         if (typeof given !== 'string' || !tokenMatches(given, displayToken))
           throw new HttpError(401, 'unauthorized')
       }
+      if (app.hub.clientCount >= maxClients) {
+        reply.header('retry-after', '30')
+        throw new HttpError(503, 'too_many_displays')
+      }
     },
     // A GET without an upgrade: with `websocket: true` alone the plugin answered an empty 404.
     handler: async (_req, reply) => {
       reply.header('upgrade', 'websocket')
       throw new HttpError(426, 'bad_request', 'this is a WebSocket endpoint: connect with Upgrade: websocket')
     },
-    wsHandler: (socket) => app.hub.add(socket),
+    wsHandler: (socket) => {
+      // Handshakes that passed the check together may still overshoot it: they are turned away here.
+      if (app.hub.clientCount >= maxClients) return socket.close(1013, 'too many displays')
+      app.hub.add(socket)
+    },
   })
   // Operators and benchmarks: how many displays, how far behind the slowest one is, how many were cut off.
   app.get('/api/v1/live/stats', { onRequest: app.requireApiToken }, async () => ({

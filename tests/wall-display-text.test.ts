@@ -262,3 +262,14 @@ describe('wall display: words, pollutant names, map labels and fit, in headless 
     }
   })
 })
+
+describe('wall display: river levels', () => {
+  it("name BNPB's level first and Jakarta's number after it, in both languages", () => {
+    // Jakarta's scale reuses "Siaga" for lower levels: first, "Siaga 3" read as BNPB's higher Siaga.
+    expect(WALL_TEXT.id.riverLevel(RIVER_LEVEL_LABELS.waspada, false)).toBe('Waspada (Siaga 3 DKI)')
+    expect(WALL_TEXT.id.riverLevel(RIVER_LEVEL_LABELS.awas, false)).toBe('Awas (Siaga 1 DKI)')
+    expect(WALL_TEXT.en.riverLevel(RIVER_LEVEL_LABELS.siaga, false)).toMatch(
+      /^\S+ \(Siaga; Jakarta Siaga 2\)$/,
+    )
+  })
+})

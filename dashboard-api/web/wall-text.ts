@@ -37,7 +37,9 @@ const id = {
   ofCapacity: 'dari kapasitas',
   perHour: 'cm/jam',
   /** A river alert level: BNPB's name and Jakarta's number for the same level. */
-  riverLevel: (l: RiverLevelNames, normal: boolean) => (normal ? l.bnpb : `${l.jakarta} / ${l.bnpb}`),
+  // BNPB's name first: Jakarta's scale runs the other way and reuses "Siaga" for its lower levels, so
+  // "Siaga 3" first read as BNPB's Siaga, a level higher than the water was.
+  riverLevel: (l: RiverLevelNames, normal: boolean) => (normal ? l.bnpb : `${l.bnpb} (${l.jakarta} DKI)`),
   /** The largest rainfall of one reporting interval within the last hour. */
   rainMax1h: (mm: string) => `maks 1 jam ${mm} mm`,
   seconds: (n: string) => `${n} dtk`,
@@ -91,7 +93,8 @@ const en: WallText = {
   wettest: 'wettest',
   ofCapacity: 'of capacity',
   perHour: 'cm/h',
-  riverLevel: (l: RiverLevelNames, normal: boolean) => (normal ? l.en : `${l.en} (${l.bnpb} / ${l.jakarta})`),
+  riverLevel: (l: RiverLevelNames, normal: boolean) =>
+    normal ? l.en : `${l.en} (${l.bnpb}; Jakarta ${l.jakarta})`,
   rainMax1h: (mm: string) => `1 h max ${mm} mm`,
   seconds: (n: string) => `${n} s`,
   minutes: (n: string) => `${n} min`,

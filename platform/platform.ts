@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 import { startBrokerThread } from '../broker/thread-client.ts'
 import { lowerBackgroundPriority, v8PlatformThreadIds } from '../broker/thread-priority.ts'
@@ -49,19 +49,42 @@ function fileSecret(
   make: () => string,
   valid: { test(v: string): boolean; expected: string },
 ): string {
-  let existing = ''
+  let existing: string | undefined
   try {
     existing = readFileSync(path, 'utf8').trim()
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
-  if (existing.length > 0) {
+  if (existing !== undefined) {
+    // An empty file is no sign of a first start: a power cut can leave one (an older version wrote it
+    // without a sync), and a new key would lock out every device registered with the old one.
+    if (existing.length === 0)
+      throw new Error(`${path} is empty: restore it from a backup, or remove it to create a new one`)
     if (!valid.test(existing)) throw new Error(`${path}: expected ${valid.expected}; fix or remove the file`)
     return existing
   }
   const value = make()
-  writeFileSync(path, `${value}\n`, { mode: 0o600 })
+  writeDurably(path, `${value}\n`)
   return value
+}
+
+/** Whole or not at all, through a power cut: a synced temporary file renamed over, then the directory synced. */
+function writeDurably(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`
+  const fd = openSync(tmp, 'w', 0o600)
+  try {
+    writeSync(fd, text)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  renameSync(tmp, path)
+  const dir = openSync(dirname(path), 'r')
+  try {
+    fsyncSync(dir)
+  } finally {
+    closeSync(dir)
+  }
 }
 
 /**

@@ -162,6 +162,9 @@ describe('platform process: failures an operator meets', () => {
         /registry\.key.*expected at least 32 hexadecimal characters/,
       ],
       ['api-token', 'short\n', /api-token.*expected at least 16 characters/],
+      // What a power cut could leave of a key written without a sync: a new key would lock every
+      // registered device out, so it is refused too.
+      ['registry.key', '', /registry\.key is empty: restore it from a backup/],
     ] as const) {
       // Without API_TOKEN the platform takes its token from the file.
       const e = Object.fromEntries(

@@ -3,19 +3,22 @@ import { resolve } from 'node:path'
 import { z } from 'zod'
 import { envInt, envUrl, parseEnv } from '../firmware-contracts/index.ts'
 
+// Blank is not a name: a database, organisation or token of spaces only was taken as given.
+const NON_EMPTY = 'expected a value that is not blank'
+
 export const IngestEnvSchema = z
   .object({
-    DATA_DIR: z.string().trim().min(1).default('./data'),
+    DATA_DIR: z.string().trim().min(1, NON_EMPTY).default('./data'),
     /** Set to use InfluxDB; unset, readings go to the embedded DuckDB store under DATA_DIR. */
     INFLUX_URL: envUrl(['http', 'https']).optional(),
     /** `v2` for InfluxDB 2.x/3.x (token, org, bucket); `v1` for 1.x (database, optional user/password). */
     INFLUX_API: z.enum(['v1', 'v2'], 'expected v1 or v2').optional(),
-    INFLUX_TOKEN: z.string().min(1).optional(),
-    INFLUX_ORG: z.string().min(1).optional(),
-    INFLUX_BUCKET: z.string().min(1).optional(),
-    INFLUX_DATABASE: z.string().min(1).default('city'),
-    INFLUX_RETENTION_POLICY: z.string().min(1).optional(),
-    INFLUX_USERNAME: z.string().min(1).optional(),
+    INFLUX_TOKEN: z.string().trim().min(1, NON_EMPTY).optional(),
+    INFLUX_ORG: z.string().trim().min(1, NON_EMPTY).optional(),
+    INFLUX_BUCKET: z.string().trim().min(1, NON_EMPTY).optional(),
+    INFLUX_DATABASE: z.string().trim().min(1, NON_EMPTY).default('city'),
+    INFLUX_RETENTION_POLICY: z.string().trim().min(1, NON_EMPTY).optional(),
+    INFLUX_USERNAME: z.string().trim().min(1, NON_EMPTY).optional(),
     INFLUX_PASSWORD: z.string().min(1).optional(),
     INFLUX_TIMEOUT_MS: envInt(1000, 600_000).default(10_000),
     INFLUX_CONTENT_ENCODING: z

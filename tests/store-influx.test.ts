@@ -425,6 +425,28 @@ describe('InfluxDB store over HTTP answers influxd cannot be made to give', () =
     expect(encoding('http://influxdb:8086', 'auto')).toBe('gzip')
   })
 
+  it('refuses blank names and tokens, naming the variable', () => {
+    const url = 'http://127.0.0.1:8086'
+    for (const env of [
+      { INFLUX_URL: url, INFLUX_DATABASE: '   ' },
+      { INFLUX_URL: url, INFLUX_RETENTION_POLICY: ' ' },
+      { INFLUX_URL: url, INFLUX_API: 'v2', INFLUX_TOKEN: ' ', INFLUX_ORG: 'kota', INFLUX_BUCKET: 'sensors' },
+      {
+        INFLUX_URL: url,
+        INFLUX_API: 'v2',
+        INFLUX_TOKEN: 'tok-123',
+        INFLUX_ORG: '  ',
+        INFLUX_BUCKET: 'sensors',
+      },
+      { DATA_DIR: '  ' },
+    ]) {
+      const variable = Object.entries(env).find(([, v]) => v.trim() === '')![0]
+      expect(() => ingestConfigFromEnv(env), variable).toThrow(
+        new RegExp(`${variable}: expected a value that is not blank`),
+      )
+    }
+  })
+
   it('uses the 2.x API with a token: /api/v2/write with org and bucket, /query with db=bucket', async () => {
     const http = await startHttpServer((req, res) => {
       if (req.url.startsWith('/query')) {

@@ -11,7 +11,7 @@ import { createMetrics } from '../ingest/metrics.ts'
 import { DeviceRegistry } from '../ingest/registry.ts'
 import { RejectionLog } from '../ingest/rejections.ts'
 import type { SpoolFeed } from '../ingest/spool.ts'
-import type { TimeSeriesStore } from '../ingest/store/types.ts'
+import { StoreUnavailableError, type TimeSeriesStore } from '../ingest/store/types.ts'
 import { createStore } from '../ingest/store-factory.ts'
 import { StoreWriter } from '../ingest/writer.ts'
 import type { PlatformConfig } from './config.ts'
@@ -93,7 +93,7 @@ function writeDurably(path: string, text: string): void {
  * cannot be prepared (credentials, retention policy) is a configuration error instead.
  */
 function isUnreachable(store: TimeSeriesStore, err: unknown): err is Error {
-  return store.kind === 'influxdb' && err instanceof Error && err.message.includes('/ping failed')
+  return store.kind === 'influxdb' && err instanceof StoreUnavailableError
 }
 
 function urlHost(host: string) {

@@ -4,7 +4,12 @@ import { gunzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ingestConfigFromEnv } from '../ingest/config.ts'
 import { createInfluxStore, InfluxStoreOptionsSchema, v1WritePath } from '../ingest/store/influx.ts'
-import { type StoredReading, StoreWriteError, type TimeSeriesStore } from '../ingest/store/types.ts'
+import {
+  type StoredReading,
+  StoreUnavailableError,
+  StoreWriteError,
+  type TimeSeriesStore,
+} from '../ingest/store/types.ts'
 import { type Influxd, startInfluxd } from './helpers/influxd.ts'
 
 const T0 = Date.UTC(2025, 5, 1, 6, 0, 0)
@@ -235,6 +240,8 @@ describe('InfluxDB store against a real influxd 1.6', () => {
     expect(error.statusCode).toBeUndefined()
     expect(error.message).toMatch(/ECONNREFUSED/)
     await expect(dead.init()).rejects.toThrow(/ping failed/)
+    // Typed, so that the platform starts and spools instead of failing (an InfluxDB not up yet).
+    await expect(dead.init()).rejects.toBeInstanceOf(StoreUnavailableError)
   })
 
   it('rejects with a retryable timeout when influxd does not answer, and works again once it does', async () => {

@@ -401,7 +401,10 @@ export function createInfluxStore(options: InfluxStoreOptions): TimeSeriesStore 
       try {
         await request('/ping', 'GET')
       } catch (error) {
-        throw new Error(`${description}: /ping failed: ${describeFailure(error)}`, { cause: error })
+        // /ping needs no credentials: whatever its failure, the server is not there (yet) to write to.
+        throw new StoreUnavailableError(`${description}: /ping failed: ${describeFailure(error)}`, {
+          cause: error,
+        })
       }
       if (o.apiVersion === 'v2') return
       try {

@@ -18,7 +18,16 @@ export const DashboardEnvSchema = z.object({
   LIVE_HEARTBEAT_MS: envInt(1000, 600_000).default(30_000),
   LIVE_MAX_CLIENTS: envInt(1, 100_000).default(500),
   /** Comma-separated origins allowed to open the live stream from a browser; unset allows any. */
-  LIVE_ALLOWED_ORIGINS: z.string().trim().optional(),
+  // Each an origin as a browser sends it (scheme, host, port): an entry like `wall.example` or one with a
+  // path matched no browser, so every display was refused with nothing said at start.
+  LIVE_ALLOWED_ORIGINS: z
+    .string()
+    .trim()
+    .refine(
+      (v) => v.split(',').every((o) => o.trim() === '' || isOrigin(o.trim())),
+      'expected comma-separated origins such as https://wall.denpasar.go.id (scheme and host, an optional port, no path)',
+    )
+    .optional(),
   /** A river alert level is left only when the water falls this many cm below its threshold. */
   RIVER_HYSTERESIS_CM: envInt(0, 1000).default(5),
   ...QueryEnvShape,
@@ -46,6 +55,23 @@ export interface DashboardConfig {
   readonly query?: QueryConfig
   /** Alarm rules, SLAs and webhooks (defaults when left out). */
   readonly alarms?: AlarmsConfig
+}
+
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value)
+    return (
+      (url.protocol === 'http:' || url.protocol === 'https:') &&
+      url.username === '' &&
+      url.password === '' &&
+      url.pathname === '/' &&
+      url.search === '' &&
+      url.hash === '' &&
+      !/^[a-z]+:\/\/[^/]+\/./i.test(value)
+    )
+  } catch {
+    return false
+  }
 }
 
 export function dashboardConfigFromEnv(env: Readonly<Record<string, string | undefined>>): DashboardConfig {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
+import { dashboardConfigFromEnv } from '../dashboard-api/index.ts'
 import { startTestPlatform, type TestPlatform } from './helpers/platform.ts'
 
 const DISPLAY_TOKEN = 'display-token-edge-0123456789'
@@ -67,5 +68,23 @@ describe('live stream: display token and allowed origins (real ws clients)', () 
     expect(await upgradeStatus(`${bare}?token=${DISPLAY_TOKEN}x`)).toBe(401)
     expect(await upgradeStatus(`${bare}?token=${DISPLAY_TOKEN}&token=${DISPLAY_TOKEN}`)).toBe(401)
     expect(await upgradeStatus(`${bare}?token=${DISPLAY_TOKEN}`)).toBe(101)
+  })
+})
+
+describe('LIVE_ALLOWED_ORIGINS', () => {
+  it('takes origins as browsers send them and refuses anything else at start, naming the variable', () => {
+    const origins = (value: string) =>
+      dashboardConfigFromEnv({ API_TOKEN: 'api-token-0123456789abcdef', LIVE_ALLOWED_ORIGINS: value })
+        .allowedOrigins
+    expect(origins('https://Wall.Denpasar.example/, http://wall2.example:80')).toHaveLength(2)
+    // Such entries matched no browser: every display was refused, and nothing said why at start.
+    for (const bad of [
+      'wall.denpasar.example',
+      'https://wall.example/wall',
+      'ftp://wall.example',
+      'null',
+      '*',
+    ])
+      expect(() => origins(bad), bad).toThrow(/LIVE_ALLOWED_ORIGINS: expected comma-separated origins/)
   })
 })

@@ -138,30 +138,58 @@ export function localTime(t: number, tz: keyof typeof TIME_ZONES): string {
   return `${iso}${offset < 0 ? '-' : '+'}${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}`
 }
 
+/**
+ * CSV dialects. `csv-id` is for spreadsheets in the Indonesian locale (id-ID): `;` between columns, as
+ * Excel there expects, and a decimal comma, no thousands separator. Both quote per RFC 4180.
+ */
+export const CSV_DIALECTS = {
+  csv: { separator: ',', decimal: '.', quote: /[",\r\n]/ },
+  // A comma is quoted too: a reader told to split on both `,` and `;` still keeps the cell whole.
+  'csv-id': { separator: ';', decimal: ',', quote: /[";,\r\n]/ },
+} as const
+export type CsvDialect = keyof typeof CSV_DIALECTS
+type Dialect = (typeof CSV_DIALECTS)[CsvDialect]
+
+/**
+ * Significant digits of a number in CSV. A mean or sum carries float noise (62.137499999999996 for
+ * 62.1375), and the two stores, which sum in different orders, differ in its last bits (79.21631944444444
+ * and 79.21631944444445 for a day's mean). 12 digits stay far above any sensor's precision and above the
+ * 1e-9 the stores are held to, and drop that noise, so that both give the same CSV (but for a value within
+ * the noise of a rounding boundary). Integers (times, counts, seq) are given whole. JSON stays exact.
+ */
+const CSV_DIGITS = 12
+
+function csvNumber(value: number, dialect: Dialect): string {
+  const text = Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(CSV_DIGITS)))
+  return dialect.decimal === '.' ? text : text.replace('.', dialect.decimal)
+}
+
 /** RFC 4180 field; cells starting like a formula are prefixed so spreadsheets show them as text. */
-function csvField(value: Cell | undefined): string {
+function csvField(value: Cell | undefined, dialect: Dialect): string {
   if (value === null || value === undefined) return ''
-  if (typeof value === 'number') return String(value)
+  if (typeof value === 'number') return csvNumber(value, dialect)
   const text = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text
+  return dialect.quote.test(text) ? `"${text.replace(/"/g, '""')}"` : text
 }
 
 /** The answer as CSV, produced row by row as the response is read. */
-export function csvStream(result: QueryResult): Readable {
+export function csvStream(result: QueryResult, dialectName: CsvDialect = 'csv'): Readable {
+  const dialect = CSV_DIALECTS[dialectName]
+  const field = (value: Cell | undefined) => csvField(value, dialect)
   const tz = result.tz as keyof typeof TIME_ZONES
   const withDevice = result.window === 'raw' && result.groupBy === 'district'
   function* lines(): Generator<string> {
     const header = [result.groupBy, ...(withDevice ? ['device'] : []), 'time', 'time_ms', ...result.columns]
     // A UTF-8 byte order mark: without it Excel reads the file in the machine's code page and shows
     // "Pasar Kreneng â€” pintu utama"; LibreOffice, pandas and R's readers skip it.
-    yield `\uFEFF${header.map(csvField).join(',')}\r\n`
+    yield `\uFEFF${header.map(field).join(dialect.separator)}\r\n`
     let chunk = ''
     for (const s of result.series) {
       for (let i = 0; i < s.time.length; i++) {
         const t = s.time[i]!
         const cells: Cell[] = [s.key, ...(withDevice ? [s.device![i]!] : []), localTime(t, tz), t]
         for (const c of result.columns) cells.push(s.values[c]![i] ?? null)
-        chunk += `${cells.map(csvField).join(',')}\r\n`
+        chunk += `${cells.map(field).join(dialect.separator)}\r\n`
         if (chunk.length >= 64 * 1024) {
           yield chunk
           chunk = ''

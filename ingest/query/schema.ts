@@ -41,6 +41,14 @@ export const ISPU_METRIC = 'ispu'
 /** Columns the ISPU adds to an answer: its value, band and critical pollutant. */
 export const ISPU_COLUMNS = [ISPU_METRIC, 'ispuCategory', 'ispuCritical'] as const
 
+/**
+ * Answer formats. `csv-id` is CSV as Excel and LibreOffice read it in the Indonesian locale, whose list
+ * separator is `;` and whose decimal separator is the comma: there a comma-separated file opens in one
+ * column, and 61.1375 is read as 611375.
+ */
+export const READINGS_FORMATS = ['json', 'csv', 'csv-id'] as const
+export type ReadingsFormat = (typeof READINGS_FORMATS)[number]
+
 const MAX_DEVICES = 200
 const MAX_METRICS = 20
 
@@ -96,7 +104,13 @@ export const ReadingsQuerySchema = z
       .enum(Object.keys(TIME_ZONES) as [TimeZoneName, ...TimeZoneName[]])
       .default(DEFAULT_TIME_ZONE)
       .describe('time zone of daily windows: a day starts at local midnight'),
-    format: z.enum(['json', 'csv']).default('json'),
+    format: z
+      .enum(READINGS_FORMATS)
+      .default('json')
+      .describe(
+        'columnar `json`; `csv` (comma-separated, decimal point); `csv-id` for spreadsheets in the Indonesian ' +
+          'locale (id-ID): `;` between columns and a decimal comma',
+      ),
   })
   .refine((q) => q.kind !== undefined || q.devices !== undefined, {
     message: 'give `kind`, or `devices` to take the kind from the registry',

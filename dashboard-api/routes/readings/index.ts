@@ -65,11 +65,11 @@ export default async function readingsRoutes(app: FastifyInstance) {
     const resolved = resolveQuery(request, { now: Date.now(), limits, devices })
     const rows = await runAnalystQuery(store, resolved.store, limits.timeoutMs)
     const result = shapeResult(resolved, rows)
-    if (request.format === 'csv') {
+    if (request.format !== 'json') {
       return reply
         .header('content-type', 'text/csv; charset=utf-8')
         .header('content-disposition', `attachment; filename="readings-${result.kind}.csv"`)
-        .send(csvStream(result))
+        .send(csvStream(result, request.format))
     }
     return reply.send(result)
   }

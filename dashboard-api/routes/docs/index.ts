@@ -44,7 +44,7 @@ table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3
 code{font-family:ui-monospace,monospace}</style></head>
 <body><h1>${escapeHtml(info.title)}</h1><p>${escapeHtml(info.description)}</p>
 <p>Every request needs <code>Authorization: Bearer &lt;API token&gt;</code>. Machine-readable: <a href="/api/v1/openapi.json">/api/v1/openapi.json</a>.</p>
-<p>Example: <code>GET /api/v1/readings?kind=air-quality&amp;district=Denpasar%20Barat&amp;metrics=pm25,ispu&amp;window=1d&amp;from=-30d&amp;format=csv</code></p>
+<p>Example: <code>GET /api/v1/readings?kind=air-quality&amp;district=Denpasar%20Barat&amp;metrics=pm25,ispu&amp;window=1d&amp;from=-30d&amp;format=csv</code> (<code>format=csv-id</code>: semicolons and decimal commas, for Excel or LibreOffice in the Indonesian locale)</p>
 ${sections.join('\n')}
 </body></html>
 `

@@ -100,7 +100,8 @@ const errors = {
 export function openApiDocument(): JsonSchema {
   const result = {
     '200': {
-      description: 'columnar JSON, or CSV when format=csv (streamed)',
+      description:
+        'columnar JSON, or CSV when format=csv (comma, decimal point) or format=csv-id (semicolon, decimal comma, for spreadsheets in the Indonesian locale), streamed',
       content: {
         'application/json': { schema: { $ref: '#/components/schemas/QueryResult' } },
         'text/csv': { schema: { type: 'string' } },

@@ -8,7 +8,8 @@ Commands:
   register --id <id> --kind <kind> --name <name> --regency <r> --district <d> --lat=<n> --lon=<n>
            [--interval-ms <n>] [--notes <text>] [--calibration <n>] [--threshold name=value ...]
   list     [--kind <k>] [--status <s>] [--regency <r>] [--district <d>] [--q <text>]
-  get <id> | rotate <id> | revoke <id> | decommission <id> | commissioning <id> | audit <id>
+  get <id> | rotate <id> | commissioning <id> | audit <id>
+  revoke <id> [--reason <text>] | decommission <id> [--reason <text>]   (the reason is kept in the audit log)
   update <id> [--name ..] [--regency ..] [--district ..] [--lat ..] [--lon ..] [--interval-ms ..]
               [--notes ..] [--calibration ..] [--threshold name=value ...]
 
@@ -66,6 +67,7 @@ export async function runDeviceCli(
     threshold: { type: 'string', multiple: true },
     status: { type: 'string' },
     q: { type: 'string' },
+    reason: { type: 'string' },
     help: { type: 'boolean' },
   } as const
   let command: string | undefined
@@ -87,6 +89,9 @@ export async function runDeviceCli(
       if (!id) throw new UsageError(`${command} needs a device id`)
       return `/api/v1/devices/${encodeURIComponent(id)}${suffix}`
     }
+    // Only a revoke or decommission keeps a reason; silently dropping it elsewhere would lose what was typed.
+    if (values.reason !== undefined && command !== 'revoke' && command !== 'decommission')
+      throw new UsageError('--reason goes only with revoke or decommission')
     switch (command) {
       case 'register':
         request = {
@@ -111,10 +116,15 @@ export async function runDeviceCli(
         request = { method: 'PATCH', path: path(), body: deviceFields(values) }
         break
       case 'rotate':
-      case 'revoke':
-      case 'decommission':
-        request = { method: 'POST', path: path(`/${command}`) }
+        request = { method: 'POST', path: path('/rotate') }
         break
+      case 'revoke':
+      case 'decommission': {
+        const reason = values.reason?.trim()
+        if (values.reason !== undefined && !reason) throw new UsageError('--reason expects a text')
+        request = { method: 'POST', path: path(`/${command}`), body: reason ? { reason } : undefined }
+        break
+      }
       case 'commissioning':
       case 'audit':
         request = { method: 'GET', path: path(`/${command}`) }
@@ -143,7 +153,7 @@ export async function runDeviceCli(
     })
     const text = await res.text()
     out(`${text}\n`)
-    if (command === 'register' && res.ok)
+    if ((command === 'register' || command === 'rotate') && res.ok)
       out('The secret above is shown only this once: put it on the device now.\n')
     return res.ok ? 0 : 1
   } catch (err) {

@@ -14,7 +14,7 @@ Commands:
               [--notes ..] [--calibration ..] [--threshold name=value ...]
 
 Environment: API_URL (default http://127.0.0.1:8080), API_TOKEN (required).
-Prints the API's JSON answer; exit code 0 on success, 1 on an API error, 2 on bad usage.`
+Prints the API's JSON answer on stdout (notes on stderr); exit code 0 on success, 1 on an API error, 2 on bad usage.`
 
 class UsageError extends Error {}
 
@@ -52,6 +52,8 @@ export async function runDeviceCli(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
   out: (s: string) => void,
+  // Notes for the person at the terminal go apart from the JSON answer, so that `| jq .secret` still parses.
+  note: (s: string) => void = out,
 ): Promise<number> {
   const options = {
     id: { type: 'string' },
@@ -154,7 +156,7 @@ export async function runDeviceCli(
     const text = await res.text()
     out(`${text}\n`)
     if ((command === 'register' || command === 'rotate') && res.ok)
-      out('The secret above is shown only this once: put it on the device now.\n')
+      note('The secret above is shown only this once: put it on the device now.\n')
     return res.ok ? 0 : 1
   } catch (err) {
     out(`error: cannot reach ${base}: ${err instanceof Error ? err.message : String(err)}\n`)
@@ -163,7 +165,12 @@ export async function runDeviceCli(
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  runDeviceCli(process.argv.slice(2), process.env, (s) => process.stdout.write(s)).then(
+  runDeviceCli(
+    process.argv.slice(2),
+    process.env,
+    (s) => process.stdout.write(s),
+    (s) => process.stderr.write(s),
+  ).then(
     (code) => {
       process.exitCode = code
     },

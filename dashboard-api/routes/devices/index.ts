@@ -153,8 +153,22 @@ export default async function devicesRoutes(app: FastifyInstance) {
     const from = q.from ?? to - 3_600_000
     if (from > to) throw new HttpError(400, 'bad_request', '`from` must not be after `to`')
     try {
-      const readings = await store.queryDevice({ kind: device.kind, device: id, from, to, limit: q.limit })
-      return { device: id, kind: device.kind, from, to, count: readings.length, readings }
+      // Oldest first, so a range with more readings than `limit` left its newest out with nothing to say
+      // so: one more is asked for, and `next` is where the following page starts (a device's readings
+      // have distinct times, its point identity in the store).
+      const rows = await store.queryDevice({ kind: device.kind, device: id, from, to, limit: q.limit + 1 })
+      const truncated = rows.length > q.limit
+      const readings = truncated ? rows.slice(0, q.limit) : rows
+      return {
+        device: id,
+        kind: device.kind,
+        from,
+        to,
+        count: readings.length,
+        truncated,
+        ...(truncated ? { next: readings[readings.length - 1]!.ts + 1 } : {}),
+        readings,
+      }
     } catch (err) {
       if (err instanceof StoreUnavailableError) {
         req.log.warn({ err: err.cause, deviceId: id }, 'store unavailable')

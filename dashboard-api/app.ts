@@ -128,8 +128,12 @@ export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Pr
   app.decorate('hub', hub)
   app.decorate('requireApiToken', async (req: FastifyRequest) => {
     const given = bearerToken(req.headers.authorization)
-    if (config.apiToken === undefined || !tokenMatches(given, config.apiToken))
-      throw new HttpError(401, 'unauthorized')
+    if (config.apiToken !== undefined && tokenMatches(given, config.apiToken)) return
+    // A valid installer token is a known caller without the right, as on the installer routes: 403, not
+    // a 401 that says the token itself is wrong.
+    if (deps.registry.verifyInstallerToken(given) !== undefined)
+      throw new HttpError(403, 'forbidden', 'this route needs the API token')
+    throw new HttpError(401, 'unauthorized')
   })
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {

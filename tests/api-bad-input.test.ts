@@ -978,6 +978,12 @@ describe('the HTTP API against bad input', () => {
         ['POST', '/api/v1/installers'],
         ['DELETE', '/api/v1/installers/wayan'],
         ['GET', '/api/v1/audit'],
+        // The analyst, rejection and live-stats routes answered 401, as if the token itself were wrong.
+        ['GET', '/api/v1/rejections'],
+        ['GET', `/api/v1/readings?devices=${RIVER_DEVICE.id}&metrics=waterLevel`],
+        ['POST', '/api/v1/readings'],
+        ['GET', `/api/v1/readings/completeness?device=${RIVER_DEVICE.id}`],
+        ['GET', '/api/v1/live/stats'],
       ] as const) {
         const res = await send(method, url, {
           token: installerToken,

@@ -9,6 +9,7 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify'
 import type { Logger } from 'pino'
+import type { BrokerAddresses } from '../broker/broker.ts'
 import type { PlatformBus } from '../ingest/events.ts'
 import type { PlatformMetrics } from '../ingest/metrics.ts'
 import type { DeviceRegistry } from '../ingest/registry.ts'
@@ -16,11 +17,12 @@ import type { RejectionLog } from '../ingest/rejections.ts'
 import type { TimeSeriesStore } from '../ingest/store/types.ts'
 import type { AlarmEngine } from './alarms/engine.ts'
 import type { DashboardConfig } from './config.ts'
-import { bearerToken, HttpError, tokenMatches } from './errors.ts'
+import { HttpError } from './errors.ts'
 import type { LiveState } from './live-state.ts'
 import { LiveHub } from './live-stream.ts'
 import { redactUrl, serializeRequest } from './request-log.ts'
 import alarmsRoutes from './routes/alarms/index.ts'
+import { ADMIN_ACTOR, notAdmin, tokenOwner } from './routes/devices/auth.ts'
 import devicesRoutes from './routes/devices/index.ts'
 import docsRoutes from './routes/docs/index.ts'
 import healthRoutes from './routes/health/index.ts'
@@ -47,6 +49,11 @@ export interface DashboardDeps {
   readonly log: Logger
   /** Rule-based alarms with acknowledgement; without it, /api/v1/alarms is not served. */
   readonly alarms?: AlarmEngine
+  /**
+   * The broker's listeners as bound, so the installer page can show a device where to connect with the
+   * credentials it was just given. The platform passes them; an app built without a broker has none.
+   */
+  readonly mqtt?: BrokerAddresses
 }
 
 declare module 'fastify' {
@@ -127,13 +134,11 @@ export async function buildApp(config: DashboardConfig, deps: DashboardDeps): Pr
   app.decorate('deps', deps)
   app.decorate('hub', hub)
   app.decorate('requireApiToken', async (req: FastifyRequest) => {
-    const given = bearerToken(req.headers.authorization)
-    if (config.apiToken !== undefined && tokenMatches(given, config.apiToken)) return
+    const owner = tokenOwner(req.headers.authorization, config.apiToken, deps.registry)
+    if (owner === ADMIN_ACTOR) return
     // A valid installer token is a known caller without the right, as on the installer routes: 403, not
     // a 401 that says the token itself is wrong.
-    if (deps.registry.verifyInstallerToken(given) !== undefined)
-      throw new HttpError(403, 'forbidden', 'this route needs the API token')
-    throw new HttpError(401, 'unauthorized')
+    throw owner === undefined ? new HttpError(401, 'unauthorized') : notAdmin()
   })
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {

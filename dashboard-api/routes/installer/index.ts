@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { z } from 'zod'
-import type { BrokerAddresses } from '../../../broker/broker.ts'
 import { InstallerNameSchema } from '../../../ingest/registry.ts'
 import { HttpError } from '../../errors.ts'
 import { installerAssets } from '../../web/build.ts'
@@ -11,16 +10,6 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const r = schema.safeParse(value)
   if (!r.success) throw new HttpError(400, 'bad_request', z.prettifyError(r.error))
   return r.data
-}
-
-declare module '../../app.ts' {
-  interface DashboardDeps {
-    /**
-     * The broker's listeners as bound, so the installer page can show a device where to connect with the
-     * credentials it was just given. The platform passes them; an app built without a broker has none.
-     */
-    readonly mqtt?: BrokerAddresses
-  }
 }
 
 /**

@@ -5,7 +5,8 @@ import type { Logger } from 'pino'
 import { startBrokerThread } from '../broker/thread-client.ts'
 import { lowerBackgroundPriority, v8PlatformThreadIds } from '../broker/thread-priority.ts'
 import { ALARMS_DEFAULTS, AlarmEngine, AlarmStore, WebhookDispatcher } from '../dashboard-api/alarms/index.ts'
-import { buildApp, LiveState } from '../dashboard-api/index.ts'
+import { buildApp, DashboardEnvSchema, LiveState } from '../dashboard-api/index.ts'
+import { IngestEnvSchema } from '../ingest/config.ts'
 import { PlatformBus } from '../ingest/events.ts'
 import { createMetrics } from '../ingest/metrics.ts'
 import { DeviceRegistry } from '../ingest/registry.ts'
@@ -120,7 +121,7 @@ export async function startPlatform(
   const registryKey = Buffer.from(
     config.ingest.registryKeyHex ??
       fileSecret(join(dataDir, 'registry.key'), () => randomBytes(32).toString('hex'), {
-        test: (v) => /^[0-9a-fA-F]{32,}$/.test(v),
+        test: (v) => IngestEnvSchema.shape.REGISTRY_KEY.unwrap().safeParse(v).success,
         expected: 'at least 32 hexadecimal characters (as REGISTRY_KEY)',
       }),
     'hex',
@@ -128,7 +129,7 @@ export async function startPlatform(
   const apiToken =
     config.dashboard.apiToken ??
     fileSecret(join(dataDir, 'api-token'), () => randomBytes(24).toString('base64url'), {
-      test: (v) => v.length >= 16,
+      test: (v) => DashboardEnvSchema.shape.API_TOKEN.unwrap().safeParse(v).success,
       expected: 'at least 16 characters (as API_TOKEN)',
     })
 

@@ -357,8 +357,8 @@ export class LiveHub {
     try {
       const now = Date.now()
       const { views, removed, alarmsChanged } = await this.refreshInSlices(now)
-      // Only a removed device some display may hold changes anything: the aggregator may report the same
-      // decommissioned device again and again, and each would cost every scope its lists.
+      // Only a removed device some display may hold changes anything: one no display holds (removed before
+      // any snapshot showed it) would cost every scope its lists for nothing.
       const held = [...this.held.values()]
       this.fanOut(now, views, alarmsChanged || removed.some((id) => held.some((h) => h.has(id))))
     } finally {
